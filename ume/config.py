@@ -1,0 +1,409 @@
+"""Typed configuration: one dataclass per section, loaded from YAML and checked.
+
+The dataclasses are the single source of truth: the JSON schema that the Snakefile validates
+against (``workflow/schemas/config.schema.json``) is generated from them by
+``python -m ume schema`` (a test checks the committed file is current). Every field carries a
+description in ``metadata["doc"]``; ``Literal`` types list the allowed values.
+
+>>> cfg = load_config("config/config.yaml")  # doctest: +SKIP
+>>> cfg.data.synthetic.image_size            # doctest: +SKIP
+64
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ume.errors import ConfigError
+
+
+def _f(default: Any, doc: str, **kw: Any) -> Any:
+    if isinstance(default, list | dict) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda d=default: _copy(d), metadata={"doc": doc}, **kw)
+    return field(default=default, metadata={"doc": doc}, **kw)
+
+
+def _copy(d: Any) -> Any:
+    import copy
+
+    return copy.deepcopy(d)
+
+
+# --------------------------------------------------------------------------- models
+@dataclass
+class TinyModelConfig:
+    hidden_size: int = _f(64, "text hidden size of the tiny model (vision out size matches)")
+    num_layers: int = _f(2, "decoder layers of the tiny language model")
+    num_heads: int = _f(4, "attention heads (head_dim = hidden_size / num_heads)")
+    num_kv_heads: int = _f(2, "key/value heads (grouped-query attention)")
+    intermediate_size: int = _f(128, "MLP width of the tiny language model")
+    vision_depth: int = _f(2, "vision transformer blocks of the tiny model")
+    vocab_size: int = _f(1024, "byte-level BPE vocabulary trained locally (before special tokens)")
+    seed: int = _f(0, "seed of the random initialisation (same seed -> same weights)")
+
+
+@dataclass
+class BackboneConfig:
+    source: Literal["tiny", "path"] = _f(
+        "tiny", "'tiny': build a random-initialised model locally; 'path': load from `path`"
+    )
+    family: Literal["qwen3_vl", "qwen2_vl"] = _f(
+        "qwen3_vl", "architecture class (transformers Qwen3-VL or Qwen2-VL)"
+    )
+    path: str | None = _f(None, "local folder of a real backbone (source: path); never a hub id")
+    dtype: Literal["float32", "bfloat16", "float16"] = _f(
+        "float32", "weights dtype: float32 on CPU, bfloat16 on GPU"
+    )
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = _f(
+        "sdpa", "attention kernel: sdpa on CPU, flash_attention_2 on GPU when installed"
+    )
+
+
+@dataclass
+class ModelsConfig:
+    tiny: TinyModelConfig = _f(TinyModelConfig(), "shape of the tiny models (source: tiny)")
+    embedder: BackboneConfig = _f(BackboneConfig(), "the Embedder backbone")
+    reasoner: BackboneConfig = _f(BackboneConfig(), "the Reasoner backbone (writes T-CoTs)")
+    discriminator: BackboneConfig = _f(
+        BackboneConfig(), "frozen Discriminator of the process reward"
+    )
+    annotator: BackboneConfig = _f(
+        BackboneConfig(), "MLLM that annotates training data (annotate.backend: hf)"
+    )
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class SyntheticConfig:
+    seed: int = _f(0, "seed of the generator (same seed -> byte-identical data)")
+    image_size: int = _f(64, "side of the square synthetic images, pixels")
+    doc_size: int = _f(128, "side of the square rendered document pages, pixels")
+    num_frames: int = _f(8, "frames per synthetic video")
+    shapes_per_image: int = _f(3, "coloured shapes drawn in each image")
+    train_pairs_per_dataset: int = _f(32, "training pairs written per synthetic training dataset")
+    eval_queries: int = _f(16, "queries per synthetic benchmark task")
+    eval_candidates: int = _f(8, "candidates per query (local ranking tasks)")
+    eval_corpus: int = _f(32, "corpus size of global-ranking tasks (visdoc, UVRB)")
+
+
+@dataclass
+class SourceDatasetConfig:
+    weight: float = _f(1.0, "sampling weight of the dataset (paper Table 5)")
+    cap: int | None = _f(None, "at most this many pairs from the dataset (null: no cap)")
+
+
+@dataclass
+class RealSourcesConfig:
+    mmeb_train_root: str | None = _f(None, "local copy of TIGER-Lab/MMEB-train (image tasks)")
+    mmeb_train_image_root: str | None = _f(
+        None, "folder the MMEB-train image paths are relative to (default: mmeb_train_root)"
+    )
+    llava_hound_root: str | None = _f(None, "local copy of the LLaVA-Hound video training data")
+    vidore_root: str | None = _f(None, "local copy of the ViDoRe training set (colpali train)")
+    visrag_root: str | None = _f(None, "local copy of the VisRAG training sets")
+    datasets: dict[str, SourceDatasetConfig] = _f(
+        {}, "per-dataset weight and cap; datasets not listed are not loaded"
+    )
+
+
+@dataclass
+class DataConfig:
+    source: Literal["synthetic", "real"] = _f(
+        "synthetic", "'synthetic': generate the embedded benchmark; 'real': read local copies"
+    )
+    on_bad_item: Literal["error", "skip"] = _f(
+        "error", "a corrupt image / missing frames / malformed row: stop, or skip and count it"
+    )
+    synthetic: SyntheticConfig = _f(SyntheticConfig(), "the synthetic benchmark generator")
+    real: RealSourcesConfig = _f(RealSourcesConfig(), "the paper's training sources")
+
+
+# --------------------------------------------------------------------------- annotation
+@dataclass
+class OracleConfig:
+    wrong_evidence_rate: float = _f(
+        0.1, "fraction of T-CoTs whose evidence is wrong (box on another object, wrong frames)"
+    )
+    missing_evidence_rate: float = _f(0.05, "fraction of T-CoTs written without evidence")
+    seed: int = _f(0, "seed of the oracle's error draws")
+
+
+@dataclass
+class HFAnnotatorConfig:
+    batch_size: int = _f(4, "prompts per generate call (left padding)")
+    max_new_tokens: int = _f(64, "T-CoT length limit in tokens")
+    temperature: float = _f(0.0, "0: greedy decoding")
+
+
+@dataclass
+class ServerConfig:
+    url: str | None = _f(None, "base URL of an OpenAI-compatible server, e.g. http://host:8000/v1")
+    model: str | None = _f(None, "model name the server serves")
+    api_key_env: str = _f("OPENAI_API_KEY", "environment variable holding the API key (if any)")
+    timeout_s: float = _f(120.0, "seconds per request")
+    max_retries: int = _f(3, "retries per request on connection errors")
+    max_tokens: int = _f(1024, "T-CoT length limit in tokens")
+    concurrency: int = _f(8, "requests in flight at once")
+
+
+@dataclass
+class AnnotateConfig:
+    backend: Literal["oracle", "hf", "server"] = _f(
+        "oracle", "who writes T-CoTs: ground truth (synthetic), a local MLLM, or a server"
+    )
+    oracle: OracleConfig = _f(OracleConfig(), "the ground-truth annotator for synthetic data")
+    hf: HFAnnotatorConfig = _f(HFAnnotatorConfig(), "local transformers MLLM (models.annotator)")
+    server: ServerConfig = _f(ServerConfig(), "OpenAI-compatible chat server")
+
+
+@dataclass
+class FilterConfig:
+    enabled: bool = _f(True, "run the relevance filter (keep pairs judged 'No' = not conflicting)")
+    backend: Literal["same", "oracle", "hf", "server"] = _f(
+        "same", "judge backend; 'same' uses annotate.backend"
+    )
+
+
+@dataclass
+class SplitConfig:
+    rule: Literal["disjoint", "overlap"] = _f(
+        "disjoint",
+        "'disjoint': RL pairs are held out of the contrastive set; "
+        "'overlap': RL pairs are drawn from the contrastive set and stay in it",
+    )
+    rl_per_dataset: int = _f(8, "RL pairs drawn per RL dataset (paper: 1k-2k, Table 6)")
+    rl_datasets: list[str] | None = _f(None, "datasets of the RL set (null: every dataset)")
+    exclude_from_contrastive: list[str] = _f(
+        [], "datasets kept out of contrastive training (paper: HatefulMemes, N24News, VOC2007)"
+    )
+    seed: int = _f(0, "seed of the split")
+
+
+# --------------------------------------------------------------------------- top level
+@dataclass
+class Config:
+    run: str = _f("default", "run name; results go to <results_dir>/<run>/")
+    results_dir: str = _f("results", "root of all artifacts")
+    seed: int = _f(0, "global seed")
+    models: ModelsConfig = _f(ModelsConfig(), "backbones: tiny builder or local paths")
+    data: DataConfig = _f(DataConfig(), "training data and synthetic benchmark")
+    annotate: AnnotateConfig = _f(AnnotateConfig(), "T-CoT annotation of training pairs")
+    filter: FilterConfig = _f(FilterConfig(), "relevance filter of annotated pairs")
+    split: SplitConfig = _f(SplitConfig(), "split into contrastive and RL data")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.results_dir) / self.run
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- loading
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(value, a, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{key}: {value!r} is not allowed; allowed values: {allowed}")
+        return value
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return {str(k): _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover
+
+
+def _from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    where = prefix or "config"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        k = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"{k}: unknown key; allowed keys here: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name in names & set(data):
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _convert(data[name], hints[name], key)
+    obj = cls(**kwargs)
+    _check(obj, prefix)
+    return obj
+
+
+def _check(obj: Any, prefix: str) -> None:
+    """Value checks beyond types (ranges, paths required by a choice)."""
+
+    def bad(name: str, msg: str) -> ConfigError:
+        return ConfigError(f"{prefix + '.' if prefix else ''}{name}: {msg}")
+
+    if isinstance(obj, OracleConfig):
+        for n in ("wrong_evidence_rate", "missing_evidence_rate"):
+            if not 0.0 <= getattr(obj, n) <= 1.0:
+                raise bad(n, f"must lie in [0, 1], got {getattr(obj, n)}")
+    if isinstance(obj, BackboneConfig) and obj.source == "path" and not obj.path:
+        raise bad("path", "source is 'path' but no local folder is given; set path or use tiny")
+    if isinstance(obj, BackboneConfig) and obj.path and "/" in obj.path and not (
+        obj.path.startswith(("/", ".", "~")) or Path(obj.path).exists()
+    ):
+        # "Qwen/Qwen3-VL-8B" looks like a hub id; relative local folders must exist.
+        raise bad(
+            "path",
+            f"{obj.path!r} looks like a hub id; ume never downloads: download the model on a "
+            "machine with internet and give its local folder",
+        )
+    if isinstance(obj, TinyModelConfig):
+        if obj.hidden_size % obj.num_heads:
+            raise bad("hidden_size", "must be divisible by num_heads")
+        if obj.num_heads % obj.num_kv_heads:
+            raise bad("num_kv_heads", "must divide num_heads")
+    if isinstance(obj, SyntheticConfig):
+        for n in ("image_size", "doc_size", "num_frames", "train_pairs_per_dataset"):
+            if getattr(obj, n) < 1:
+                raise bad(n, "must be at least 1")
+        if obj.eval_candidates < 2:
+            raise bad("eval_candidates", "must be at least 2 (a positive and a distractor)")
+    if isinstance(obj, Config) and not obj.run.replace("-", "").replace("_", "").isalnum():
+        raise bad("run", f"{obj.run!r}: use letters, digits, '-' and '_' (it names a folder)")
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    return _from_dict(Config, data)
+
+
+def load_config(*paths: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Load and merge YAML files (later ones win), apply overrides, check, return a Config."""
+    merged: dict[str, Any] = {}
+    for p in paths:
+        p = Path(p)
+        if not p.exists():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: not valid YAML: {e}") from e
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of keys")
+        merged = deep_merge(merged, data)
+    if overrides:
+        merged = deep_merge(merged, overrides)
+    try:
+        return config_from_dict(merged)
+    except ConfigError as e:
+        where = ", ".join(str(p) for p in paths) or "config"
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# --------------------------------------------------------------------------- schema
+def _schema_of(tp: Any, doc: str | None = None, default: Any = dataclasses.MISSING) -> dict:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    s: dict[str, Any]
+    if origin in (typing.Union, types.UnionType):
+        s = {"anyOf": [_schema_of(a) for a in args]}
+    elif origin is Literal:
+        s = {"enum": list(args)}
+    elif dataclasses.is_dataclass(tp):
+        s = json_schema(tp)
+    elif origin is list:
+        s = {"type": "array", "items": _schema_of(args[0])}
+    elif origin is dict:
+        s = {"type": "object", "additionalProperties": _schema_of(args[1])}
+    elif tp is type(None):
+        s = {"type": "null"}
+    else:
+        s = {
+            bool: {"type": "boolean"},
+            int: {"type": "integer"},
+            float: {"type": "number"},
+            str: {"type": "string"},
+        }.get(tp, {})
+    if doc:
+        s["description"] = doc
+    if default is not dataclasses.MISSING and not dataclasses.is_dataclass(tp):
+        s["default"] = default
+    return s
+
+
+def json_schema(cls: type = Config) -> dict[str, Any]:
+    """The JSON schema (draft 2020-12 subset) of a config dataclass, with docs and defaults."""
+    hints = typing.get_type_hints(cls)
+    props = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:  # pragma: no cover
+            default = dataclasses.MISSING
+        props[f.name] = _schema_of(hints[f.name], f.metadata.get("doc"), default)
+    out = {"type": "object", "properties": props, "additionalProperties": False}
+    if cls is Config:
+        out = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "ume config"} | out
+    return out
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(Config), indent=2, default=str) + "\n"
