@@ -187,6 +187,109 @@ class SplitConfig:
     seed: int = _f(0, "seed of the split")
 
 
+
+# --------------------------------------------------------------------------- training stages
+@dataclass
+class LoraConfig:
+    enabled: bool = _f(True, "train LoRA adapters (false: full fine-tuning)")
+    r: int = _f(64, "LoRA rank (paper: 64 for 2B, 96 for 4B)")
+    alpha: int = _f(128, "LoRA alpha (paper: 128 for 2B, 192 for 4B)")
+    dropout: float = _f(0.05, "LoRA dropout")
+    target_modules: list[str] = _f(
+        ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        "language-model linear layers that get adapters (vision tower stays frozen)",
+    )
+
+
+@dataclass
+class EmbedderTrainConfig:
+    tcot_input: Literal["full", "answer_only", "no_evidence", "raw"] = _f(
+        "full", "Embedder input: T-CoT + evidence, answer only, T-CoT without evidence, raw input"
+    )
+    lora: LoraConfig = _f(LoraConfig(), "LoRA of the Embedder")
+    temperature: float = _f(0.02, "InfoNCE temperature (logit scale 1/temperature = 50)")
+    global_batch_size: int = _f(512, "pairs per optimisation step (paper: 512 for 2B, 256 for 4B)")
+    sub_batch_size: int = _f(64, "pairs per single-dataset sub-batch")
+    gradcache_chunk_size: int = _f(16, "pairs per forward/backward chunk of gradient caching")
+    max_video_sub_batches: int = _f(1, "at most this many video sub-batches per batch")
+    hard_negatives: bool = _f(False, "add the source's hard negatives to the candidates")
+    epochs: float = _f(2.0, "passes over the contrastive data")
+    max_steps: int | None = _f(None, "stop after this many steps (overrides epochs)")
+    learning_rate: float = _f(1e-4, "peak learning rate")
+    lr_scheduler: Literal["cosine", "constant", "linear"] = _f("cosine", "schedule after warm-up")
+    warmup_steps: int = _f(10, "linear warm-up steps")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    max_length: int = _f(8192, "token limit of one input")
+    gradient_checkpointing: bool = _f(True, "recompute activations in backward")
+    deepspeed: str | None = _f(None, "DeepSpeed config file (paper: ZeRO-2) or null")
+    save_steps: int = _f(100, "checkpoint every this many steps (resume after interruption)")
+
+
+@dataclass
+class SFTConfig:
+    enabled: bool = _f(True, "cold-start SFT of the Reasoner (false: RL from the instruct model)")
+    lora: LoraConfig = _f(LoraConfig(), "LoRA of the Reasoner during SFT")
+    epochs: float = _f(1.0, "passes over the annotated T-CoTs")
+    max_steps: int | None = _f(None, "stop after this many steps (overrides epochs)")
+    learning_rate: float = _f(1e-5, "learning rate")
+    batch_size: int = _f(8, "examples per device step")
+    max_length: int = _f(4096, "token limit of prompt + completion")
+
+
+@dataclass
+class EGRLConfig:
+    enabled: bool = _f(True, "run EG-RL (false: the 'without EG-RL' ablation)")
+    preset: Literal["paper", "release"] = _f(
+        "paper", "reward formulas and weights of the paper or of its code release (method.md)"
+    )
+    num_generations: int = _f(8, "group size G: rollouts per query and per positive")
+    format_weight: float = _f(0.05, "a: weight of the format reward")
+    process_weight: float = _f(0.8, "b: weight of the process reward (release: 0.2)")
+    outcome_weight: float = _f(0.2, "c: weight of the outcome reward (release: 0.8)")
+    format_variant: Literal["tags", "tags+evidence"] = _f(
+        "tags+evidence", "format check: tags only (release) or tags + evidence key (paper)"
+    )
+    outcome_acc: Literal["all_in_topk", "fraction_half"] = _f(
+        "all_in_topk", "Acc_k: 1 if all positives in top k (paper) or fraction x 0.5 (release)"
+    )
+    outcome_tau: float = _f(0.5, "temperature of the softmax-weighted negative similarity")
+    weighted_negatives: bool = _f(True, "false: plain mean over negatives (ablation)")
+    process_value: Literal["one", "margin"] = _f(
+        "one", "process reward for a correct pick: 1 (paper) or the margin (release)"
+    )
+    shuffle_candidates: bool = _f(True, "shuffle the Discriminator's candidates (paper: yes)")
+    hard_negatives: int = _f(4, "hardest negatives shown to the Discriminator")
+    use_process_reward: bool = _f(True, "false: the 'without process reward' ablation")
+    use_outcome_reward: bool = _f(True, "false: the 'without outcome reward' ablation")
+    learning_rate: float = _f(3e-6, "constant learning rate")
+    beta: float = _f(0.01, "KL coefficient (low-variance KL estimator, not in the reward)")
+    epsilon: float = _f(0.2, "PPO clip range")
+    temperature: float = _f(1.0, "sampling temperature of rollouts")
+    max_prompt_length: int = _f(4096, "prompt token limit")
+    max_completion_length: int = _f(2048, "rollout token limit")
+    epochs: float = _f(1.0, "passes over the RL set")
+    max_steps: int | None = _f(None, "stop after this many steps (overrides epochs)")
+    per_device_batch_size: int = _f(8, "pairs per device step (x G rollouts per side)")
+    use_vllm: bool = _f(False, "roll out through vLLM (GPU only)")
+    lora: LoraConfig = _f(LoraConfig(), "LoRA of the Reasoner during EG-RL")
+
+
+@dataclass
+class EvalConfig:
+    suites: list[Literal["synth", "mmeb", "uvrb"]] = _f(["synth"], "benchmark suites to run")
+    tasks: list[str] | None = _f(None, "restrict to these task names (null: every task)")
+    mmeb_root: str | None = _f(None, "local root of TIGER-Lab/MMEB-V2 (suite mmeb)")
+    uvrb_root: str | None = _f(None, "local root of Alibaba-NLP/UVRB (suite uvrb)")
+    num_frames: int = _f(8, "frames sampled uniformly per video")
+    image_min_tokens: int = _f(128, "image pixel budget, lower bound, in 32x32 patches")
+    image_max_tokens: int = _f(768, "image pixel budget, upper bound, in 32x32 patches")
+    video_min_tokens: int = _f(128, "per-frame pixel budget, lower bound, in 32x32 patches")
+    video_max_tokens: int = _f(300, "per-frame pixel budget, upper bound, in 32x32 patches")
+    max_new_tokens: int = _f(2048, "T-CoT length limit at evaluation")
+    batch_size: int = _f(16, "items per reasoning / encoding batch")
+    on_bad_item: Literal["error", "skip"] = _f("error", "malformed row: stop, or skip and count")
+
+
 # --------------------------------------------------------------------------- top level
 @dataclass
 class Config:
@@ -198,6 +301,10 @@ class Config:
     annotate: AnnotateConfig = _f(AnnotateConfig(), "T-CoT annotation of training pairs")
     filter: FilterConfig = _f(FilterConfig(), "relevance filter of annotated pairs")
     split: SplitConfig = _f(SplitConfig(), "split into contrastive and RL data")
+    train_embedder: EmbedderTrainConfig = _f(EmbedderTrainConfig(), "Embedder contrastive training")
+    sft: SFTConfig = _f(SFTConfig(), "cold-start SFT of the Reasoner")
+    egrl: EGRLConfig = _f(EGRLConfig(), "EG-RL: GRPO of the Reasoner guided by the Embedder")
+    eval: EvalConfig = _f(EvalConfig(), "MMEB-V2 / UVRB / synthetic evaluation")
 
     @property
     def run_dir(self) -> Path:
@@ -205,6 +312,16 @@ class Config:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def sections(self, keys: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The resolved values of the top-level ``keys`` (default: those the files gave).
+
+        A stage reads a config file holding only the sections it depends on (so that editing
+        another stage's keys does not rerun it); its manifest records those sections.
+        """
+        full = self.to_dict()
+        keys = keys if keys is not None else getattr(self, "_given_keys", None) or list(full)
+        return {k: full[k] for k in keys}
 
 
 # --------------------------------------------------------------------------- loading
@@ -343,10 +460,12 @@ def load_config(*paths: str | Path, overrides: dict[str, Any] | None = None) -> 
     if overrides:
         merged = deep_merge(merged, overrides)
     try:
-        return config_from_dict(merged)
+        cfg = config_from_dict(merged)
     except ConfigError as e:
         where = ", ".join(str(p) for p in paths) or "config"
         raise ConfigError(f"{where}: {e}") from None
+    cfg._given_keys = list(merged)  # not a field: remembers which sections the files held
+    return cfg
 
 
 def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -1,11 +1,35 @@
 """Task registry: every MMEB-V2 task, every UVRB dataset, and the synthetic suite.
 
-(Filled in by the evaluation work; the dataclass is the contract the loaders use.)
+The :class:`TaskSpec` dataclass is the contract the loaders, the scorer and the aggregator
+share. ``name`` is the name a task is *scored and reported* under (the key in the MMEB
+leaderboard's submission JSON, e.g. ``"ViDoSeek-page-fixed"``); ``data_name`` is the name
+the data is stored under when it differs (``"ViDoSeek-page"``); ``aliases`` are other
+spellings found in published tables (``"ViDoRe_energy"`` for
+``"ViDoRe_syntheticDocQA_energy"``). :func:`get_task` accepts any of them.
+
+Sources: task lists, categories and metrics from the benchmarks' own code and papers (see
+``docs/benchmarks.md``); category labels as in the published MMEB-V2 table
+(``ume/report/reference/mmeb_v2_categories_published.csv``); ranking mode, data folders and
+query/target instructions from VLM2Vec's evaluation configs and dataset parsers
+(``experiments/public/eval/*.yaml``, ``src/data/eval_dataset/*.py``). Image tasks carry
+their instructions per row in the data (``qry_inst``/``tgt_inst``), so their
+``instruction`` is empty and ``instruction_source`` is ``"data"``.
+
+>>> get_task("mmeb", "ImageNet-1K").metric
+'hit@1'
+>>> get_task("mmeb", "ViDoSeek-page").name
+'ViDoSeek-page-fixed'
+>>> len(tasks("mmeb")), len(tasks("uvrb"))
+(78, 16)
 """
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+from ume.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -18,3 +42,460 @@ class TaskSpec:
     ranking: str  # "local" (own candidate list) | "global" (whole corpus)
     metric: str  # main metric, e.g. "hit@1", "ndcg_linear@5", "recall@10", "precision@1"
     groups: tuple[str, ...] = field(default=())  # UVRB ability columns (CG, FG, LC, S, T, PR)
+    # --- added fields (all defaulted) ---
+    data_name: str = ""  # name the data is stored under (HF config / dataset_name); "" -> name
+    data_path: str = ""  # folder under the benchmark root, as in VLM2Vec's eval configs
+    aliases: tuple[str, ...] = field(default=())  # other spellings in published tables
+    instruction: str = ""  # query instruction (VLM2Vec); "" when the data carries it per row
+    target_instruction: str = ""  # candidate-side instruction (VLM2Vec), "" if none
+    instruction_source: str = ""  # "data" | "VLM2Vec <file>" | ""
+    recall_style: str = "fraction"  # "fraction" (|hits|/|rel|) | "hit" (UVRB: any positive)
+
+    def __post_init__(self) -> None:
+        if not self.data_name:
+            object.__setattr__(self, "data_name", self.name)
+        if self.ranking not in ("local", "global"):
+            raise ConfigError(f"TaskSpec {self.name!r}: ranking must be 'local' or 'global'")
+        if self.recall_style not in ("fraction", "hit"):
+            raise ConfigError(f"TaskSpec {self.name!r}: recall_style must be 'fraction' or 'hit'")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name this task is known by: scoring name, data name, aliases."""
+        out = [self.name]
+        for n in (self.data_name, *self.aliases):
+            if n not in out:
+                out.append(n)
+        return tuple(out)
+
+
+# ---------------------------------------------------------------------------------------
+# MMEB-V2
+# ---------------------------------------------------------------------------------------
+
+#: MMEB category labels, in the published table's column order, with their modality.
+MMEB_CATEGORIES: dict[str, str] = {
+    "I-CLS": "image",
+    "I-QA": "image",
+    "I-RET": "image",
+    "I-GD": "image",
+    "V-CLS": "video",
+    "V-QA": "video",
+    "V-RET": "video",
+    "V-MRET": "video",
+    "VDRv1": "visdoc",
+    "VDRv2": "visdoc",
+    "VR": "visdoc",
+    "OOD": "visdoc",
+}
+#: Modality -> published column label.
+MMEB_MODALITY_COLUMNS: dict[str, str] = {"image": "Image", "video": "Video", "visdoc": "VisDoc"}
+#: Other spellings of category labels (the per-task published table uses these).
+MMEB_CATEGORY_ALIASES: dict[str, str] = {
+    "I-VG": "I-GD",
+    "V-MR": "V-MRET",
+    "VD-Vidore-V1": "VDRv1",
+    "VD-Vidore-V2": "VDRv2",
+    "VD-VisRAG": "VR",
+    "VD-OOD": "OOD",
+    "VD-V1": "VDRv1",
+    "VD-V2": "VDRv2",
+}
+
+_V2V = "VLM2Vec src/data/eval_dataset/"
+
+
+def _image(names: str, category: str) -> list[TaskSpec]:
+    return [
+        TaskSpec(
+            name=n,
+            suite="mmeb",
+            modality="image",
+            category=category,
+            layout="mmeb_image",
+            ranking="local",
+            metric="hit@1",
+            data_path="image-tasks",
+            instruction_source="data",
+        )
+        for n in names.split()
+    ]
+
+
+_IMAGE = [
+    *_image(
+        "ImageNet-1K N24News HatefulMemes VOC2007 SUN397 Place365 ImageNet-A ImageNet-R "
+        "ObjectNet Country211",
+        "I-CLS",
+    ),
+    *_image(
+        "OK-VQA A-OKVQA DocVQA InfographicsVQA ChartQA Visual7W ScienceQA VizWiz GQA TextVQA",
+        "I-QA",
+    ),
+    *_image(
+        "VisDial CIRR VisualNews_t2i VisualNews_i2t MSCOCO_t2i MSCOCO_i2t NIGHTS WebQA "
+        "FashionIQ Wiki-SS-NQ OVEN EDIS",
+        "I-RET",
+    ),
+    *_image("MSCOCO RefCOCO RefCOCO-Matching Visual7W-Pointing", "I-GD"),
+]
+
+# Video classification: VLM2Vec ranks each video against the dataset's full label list
+# (eval_type global), except SmthSmthV2, whose rows carry their own candidate labels.
+_VCLS_INST = {
+    "K700": "Recognize the category of the video content.",
+    "SmthSmthV2": "What actions or object interactions are being performed by the person in the video?",
+    "HMDB51": "What actions or objects interactions are the person in the video doing?",
+    "UCF101": "What activities or sports are being performed by the person in the video?",
+    "Breakfast": "Recognize the breakfast type that the person is cooking in the video. ",
+}
+_VCLS_DIR = {"K700": "K700", "SmthSmthV2": "SSv2", "HMDB51": "HMDB51", "UCF101": "UCF101"}
+_VCLS = [
+    TaskSpec(
+        name=n,
+        suite="mmeb",
+        modality="video",
+        category="V-CLS",
+        layout="mmeb_video_cls",
+        ranking="local" if n == "SmthSmthV2" else "global",
+        metric="hit@1",
+        data_name="Kinetics-700" if n == "K700" else "",
+        data_path=f"video-tasks/frames/video_cls/{_VCLS_DIR.get(n, n)}",
+        aliases=("Kinetics-700",) if n == "K700" else (),
+        instruction=inst,
+        instruction_source=_V2V
+        + ("ssv2_dataset.py" if n == "SmthSmthV2" else "video_classification_utils.py"),
+    )
+    for n, inst in _VCLS_INST.items()
+]
+
+_VQA_INST = (
+    "Given a video and a question, select the most accurate answer from the provided "
+    "candidates. Return only the exact text of your chosen answer. Question: "
+)
+_VQA_FILE = {
+    "MVBench": "mvbench_dataset.py",
+    "Video-MME": "videomme_dataset.py",
+    "NExTQA": "nextqa_dataset.py",
+    "EgoSchema": "egoschema_dataset.py",
+    "ActivityNetQA": "activitynetqa_dataset.py",
+}
+_VQA = [
+    TaskSpec(
+        name=n,
+        suite="mmeb",
+        modality="video",
+        category="V-QA",
+        layout="mmeb_video_qa",
+        ranking="local",
+        metric="hit@1",
+        data_path=f"video-tasks/frames/video_qa/{n}",
+        instruction=_VQA_INST,
+        instruction_source=_V2V + f,
+    )
+    for n, f in _VQA_FILE.items()
+]
+
+_VIDEO_TGT = "Understand the content of the provided video."
+_VRET_INST = {
+    "DiDeMo": ("Find a video that includes the following described scenes:", "didemo"),
+    "MSR-VTT": ("Find a video that contains the following visual content:", "msrvtt"),
+    "MSVD": ("Find the video snippet that corresponds to the given summary:", "msvd"),
+    "VATEX": ("Select a video that fits the description provided:", "vatex"),
+    "YouCook2": (
+        "Find a video that demonstrates the following action while making a recipe:",
+        "youcook2",
+    ),
+}
+_VRET = [
+    TaskSpec(
+        name=n,
+        suite="mmeb",
+        modality="video",
+        category="V-RET",
+        layout="mmeb_video_ret",
+        ranking="global",
+        metric="hit@1",
+        data_path=f"video-tasks/frames/video_ret/{n}",
+        instruction=inst,
+        target_instruction=_VIDEO_TGT,
+        instruction_source=_V2V + f"{f}_dataset.py",
+    )
+    for n, (inst, f) in _VRET_INST.items()
+]
+
+_MRET_INST = "Find the clip that corresponds to the described scene in the given video:"
+_VMRET = [
+    TaskSpec(
+        name="QVHighlight",
+        suite="mmeb",
+        modality="video",
+        category="V-MRET",
+        layout="mmeb_video_mret",
+        ranking="local",
+        metric="hit@1",
+        data_path="video-tasks/frames/video_mret/QVHighlight",
+        instruction=_MRET_INST,
+        target_instruction=_VIDEO_TGT,
+        instruction_source=_V2V + "moment_retrieval_datasets.py",
+    ),
+    TaskSpec(
+        name="Charades-STA",
+        suite="mmeb",
+        modality="video",
+        category="V-MRET",
+        layout="mmeb_video_mret",
+        ranking="local",
+        metric="hit@1",
+        data_path="video-tasks/frames/video_mret/Charades_STA",
+        instruction=_MRET_INST,
+        target_instruction=_VIDEO_TGT,
+        instruction_source=_V2V + "moment_retrieval_datasets.py",
+    ),
+    # MomentSeeker's instruction depends on the query type; this is the text-only one
+    # (image query: "Select the video clip that aligns with the given text and image:",
+    # video query: "Find the clip that corresponds to the given sentence and video segment:").
+    TaskSpec(
+        name="MomentSeeker",
+        suite="mmeb",
+        modality="video",
+        category="V-MRET",
+        layout="mmeb_video_mret",
+        ranking="local",
+        metric="hit@1",
+        data_path="video-tasks/frames/video_mret/MomentSeeker",
+        instruction="Find the clip that corresponds to the given text:",
+        target_instruction="Understand the content of the provided video clip.",
+        instruction_source=_V2V + "momentseeker_dataset.py",
+    ),
+]
+
+#: MomentSeeker query instructions by query type (VLM2Vec momentseeker_dataset.py).
+MOMENTSEEKER_INSTRUCTIONS: dict[str, str] = {
+    "text": "Find the clip that corresponds to the given text:",
+    "image": "Select the video clip that aligns with the given text and image:",
+    "video": "Find the clip that corresponds to the given sentence and video segment:",
+}
+
+_DOC_INST = "Find a document image that matches the given query:"
+_DOC_TGT = "Understand the content of the provided document image."
+
+
+def _visdoc(
+    name: str,
+    category: str,
+    *,
+    data_name: str = "",
+    folder: str = "",
+    aliases: tuple[str, ...] = (),
+    parser: str = "vidore",
+) -> TaskSpec:
+    return TaskSpec(
+        name=name,
+        suite="mmeb",
+        modality="visdoc",
+        category=category,
+        layout="beir",
+        ranking="global",
+        metric="ndcg_linear@5",
+        data_name=data_name,
+        data_path=f"visdoc-tasks/{folder or data_name or name}",
+        aliases=aliases,
+        instruction=_DOC_INST,
+        target_instruction=_DOC_TGT,
+        instruction_source=_V2V + f"{parser}_dataset.py",
+    )
+
+
+_SYNTH_DOCQA = ("artificial_intelligence", "energy", "government_reports", "healthcare_industry")
+_VISDOC = [
+    *(
+        _visdoc(f"ViDoRe_{n}", "VDRv1")
+        for n in ("arxivqa", "docvqa", "infovqa", "tabfquad", "tatdqa", "shiftproject")
+    ),
+    *(
+        _visdoc(f"ViDoRe_syntheticDocQA_{n}", "VDRv1", aliases=(f"ViDoRe_{n}",))
+        for n in _SYNTH_DOCQA
+    ),
+    *(
+        _visdoc(f"ViDoRe_{n}", "VDRv2", folder=n)
+        for n in (
+            "esg_reports_human_labeled_v2",
+            "biomedical_lectures_v2_multilingual",
+            "economics_reports_v2_multilingual",
+            "esg_reports_v2_multilingual",
+        )
+    ),
+    *(
+        _visdoc(f"VisRAG_{n}", "VR", parser="visrag")
+        for n in ("ArxivQA", "ChartQA", "MP-DocVQA", "SlideVQA", "InfoVQA", "PlotQA")
+    ),
+    _visdoc("ViDoSeek-page-fixed", "OOD", data_name="ViDoSeek-page"),
+    _visdoc("ViDoSeek-doc", "OOD"),
+    _visdoc("MMLongBench-page-fixed", "OOD", data_name="MMLongBench-page"),
+    _visdoc("MMLongBench-doc", "OOD"),
+]
+
+MMEB_TASKS: tuple[TaskSpec, ...] = (*_IMAGE, *_VCLS, *_VQA, *_VRET, *_VMRET, *_VISDOC)
+
+# ---------------------------------------------------------------------------------------
+# UVRB
+# ---------------------------------------------------------------------------------------
+
+#: UVRB column order as published: the six averaged columns first, then S, T, PR.
+UVRB_MAIN_COLUMNS: tuple[str, ...] = ("TXT", "CMP", "VIS", "CG", "FG", "LC")
+UVRB_COLUMNS: tuple[str, ...] = (*UVRB_MAIN_COLUMNS, "S", "T", "PR")
+
+_UVRB_ROWS = [
+    # name, category, groups, metric
+    ("MSRVTT", "TXT", ("CG",), "recall@1"),
+    ("DiDeMo", "TXT", ("CG",), "recall@1"),
+    ("CRB-G", "TXT", ("CG",), "recall@1"),
+    ("CRB-S", "TXT", ("FG", "S"), "recall@1"),
+    ("VDC-O", "TXT", ("FG", "S"), "recall@1"),
+    ("CRB-T", "TXT", ("FG", "T"), "recall@1"),
+    ("CMRB", "TXT", ("FG", "T"), "recall@10"),
+    ("DREAM-E", "TXT", ("FG", "PR"), "recall@1"),
+    ("LoVR-TH", "TXT", ("FG", "PR"), "recall@10"),
+    ("PEV-K", "TXT", ("FG", "PR"), "recall@1"),
+    ("LoVR-V", "TXT", ("LC",), "recall@1"),
+    ("VDC-D", "TXT", ("LC",), "recall@1"),
+    ("MS-TI", "CMP", (), "precision@1"),
+    ("MS-TV", "CMP", (), "precision@1"),
+    ("MSRVTT-I2V", "VIS", (), "recall@1"),
+    ("LoVR-C2V", "VIS", (), "recall@1"),
+]
+
+UVRB_TASKS: tuple[TaskSpec, ...] = tuple(
+    TaskSpec(
+        name=n,
+        suite="uvrb",
+        modality="video",
+        category=cat,
+        layout="uvrb",
+        ranking="global",
+        metric=metric,
+        groups=groups,
+        data_path=n,
+        recall_style="hit",
+    )
+    for n, cat, groups, metric in _UVRB_ROWS
+)
+
+# ---------------------------------------------------------------------------------------
+# Suite registry
+# ---------------------------------------------------------------------------------------
+
+_SUITES: dict[str, tuple[TaskSpec, ...]] = {}
+#: Modules imported on first use of a suite that registers itself.
+_LAZY_SUITES: dict[str, str] = {"synth": "ume.data.synthetic"}
+
+
+def register_suite(suite: str, specs: Iterable[TaskSpec], *, replace: bool = False) -> None:
+    """Register (or, with ``replace=True``, re-register) a suite of tasks.
+
+    Re-registering identical specs is a no-op, so a module may call this at import time.
+    Raises :class:`ConfigError` on a spec of another suite, duplicate names, or an attempt
+    to change an existing suite without ``replace=True``.
+    """
+    specs = tuple(specs)
+    if not specs:
+        raise ConfigError(f"register_suite({suite!r}): no tasks given")
+    seen: dict[str, str] = {}
+    for s in specs:
+        if not isinstance(s, TaskSpec):
+            raise ConfigError(f"register_suite({suite!r}): {s!r} is not a TaskSpec")
+        if s.suite != suite:
+            raise ConfigError(
+                f"register_suite({suite!r}): task {s.name!r} has suite={s.suite!r}; "
+                f"set TaskSpec.suite to {suite!r}"
+            )
+        for n in s.names:
+            if n in seen and seen[n] != s.name:
+                raise ConfigError(
+                    f"register_suite({suite!r}): name {n!r} used by both {seen[n]!r} and {s.name!r}"
+                )
+            seen[n] = s.name
+    if len({s.name for s in specs}) != len(specs):
+        raise ConfigError(f"register_suite({suite!r}): duplicate task names")
+    old = _SUITES.get(suite)
+    if old is not None and old != specs and not replace:
+        raise ConfigError(
+            f"suite {suite!r} is already registered with different tasks; "
+            "pass replace=True to override it"
+        )
+    _SUITES[suite] = specs
+
+
+register_suite("mmeb", MMEB_TASKS)
+register_suite("uvrb", UVRB_TASKS)
+
+
+def suites() -> tuple[str, ...]:
+    """Names of the registered suites (lazy ones included once importable)."""
+    for s in _LAZY_SUITES:
+        _ensure(s, strict=False)
+    return tuple(_SUITES)
+
+
+def _ensure(suite: str, *, strict: bool = True) -> None:
+    if suite in _SUITES:
+        return
+    mod = _LAZY_SUITES.get(suite)
+    if mod is not None:
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            if strict:
+                raise ConfigError(
+                    f"task suite {suite!r} is registered by {mod}, which failed to import: {e}"
+                ) from e
+    if suite not in _SUITES and strict:
+        raise ConfigError(
+            f"unknown task suite {suite!r}; registered suites: {sorted(_SUITES)}"
+            + (f" (module {mod} did not register it)" if mod else "")
+        )
+
+
+def tasks(suite: str) -> tuple[TaskSpec, ...]:
+    """All tasks of ``suite`` in the benchmark's order."""
+    _ensure(suite)
+    return _SUITES[suite]
+
+
+def get_task(suite: str, name: str) -> TaskSpec:
+    """The task of ``suite`` called ``name`` (scoring name, data name or alias)."""
+    for s in tasks(suite):
+        if name in s.names:
+            return s
+    raise ConfigError(
+        f"unknown task {name!r} in suite {suite!r}; known tasks: "
+        + ", ".join(s.name for s in tasks(suite))
+    )
+
+
+def find_task(suite: str, name: str) -> TaskSpec | None:
+    """Like :func:`get_task` but returns ``None`` for an unknown name."""
+    try:
+        return get_task(suite, name)
+    except ConfigError:
+        return None
+
+
+def canonical_category(label: str) -> str:
+    """Map a published category label (``"I-VG"``, ``"VD-OOD"``) to the registry's."""
+    return MMEB_CATEGORY_ALIASES.get(label, label)
+
+
+def tasks_by_category(suite: str) -> dict[str, list[TaskSpec]]:
+    """Ordered ``category -> tasks``; for UVRB also the ability groups (CG, FG, ...)."""
+    out: dict[str, list[TaskSpec]] = {}
+    if suite == "mmeb":
+        out = {c: [] for c in MMEB_CATEGORIES}
+    elif suite == "uvrb":
+        out = {c: [] for c in UVRB_COLUMNS}
+    for s in tasks(suite):
+        out.setdefault(s.category, []).append(s)
+        for g in s.groups:
+            out.setdefault(g, []).append(s)
+    return out

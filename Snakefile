@@ -1,0 +1,37 @@
+# ume — the Embed-RL pipeline as one DAG. Thin by design: config validation, includes, targets.
+# The logic lives in the `ume` package; rules call `python -m ume <stage>`.
+#
+#   snakemake --cores 2 all                       # embedded default (config/config.yaml)
+#   snakemake --cores 2 data                      # one stage and what it needs
+#   snakemake --configfile config/paper.yaml ...  # paper scale
+import os
+
+from snakemake.utils import min_version, validate
+
+from ume.config import config_from_dict
+from ume.errors import ConfigError
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config/config.yaml")
+
+
+try:  # typed check first: its messages name the key and the allowed values
+    CFG = config_from_dict(config)
+except ConfigError as e:
+    raise WorkflowError(f"invalid config: {e}") from None
+validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.json"))
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/config.smk"
+include: "workflow/rules/models.smk"
+include: "workflow/rules/data.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.models.input,
+        rules.data.input,

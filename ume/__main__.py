@@ -1,0 +1,5 @@
+import sys
+
+from ume.cli import main
+
+sys.exit(main())

@@ -1,0 +1,322 @@
+"""Annotator backends behind one interface: oracle (ground truth), local HF MLLM, chat server.
+
+An annotator does two things for the data-construction stage:
+
+* ``tcot(items, roles)`` — write one T-CoT per item (query side or candidate side);
+* ``judge(pairs)`` — the relevance filter: for each (query T-CoT, positive T-CoT), are the two
+  obviously irrelevant or conflicting? ``True`` = "Yes" (drop), ``False`` = "No" (keep),
+  ``None`` = the answer could not be read (counted, and the pair is kept: the filter only
+  drops what the judge clearly rejects).
+
+The HF and server backends use the prompts of :mod:`ume.tcot.prompts`, so all three share
+one prompt module and one output format.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import mimetypes
+import os
+import random
+import re
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from ume.config import OracleConfig, ServerConfig
+from ume.data.pairs import Item
+from ume.errors import ConfigError, UmeError
+from ume.tcot import prompts
+from ume.tcot.format import EVIDENCE_KEY, render_tcot
+
+
+class Annotator(Protocol):
+    name: str
+
+    def tcot(self, items: Sequence[Item], roles: Sequence[str]) -> list[str]: ...
+
+    def judge(self, pairs: Sequence[tuple[str, str]]) -> list[bool | None]: ...
+
+
+# --------------------------------------------------------------------------- oracle
+_WORD = re.compile(r"[a-z0-9]+")
+_STOP = frozenset(
+    "a an the of in on at to and or is are with for from this that it its which what where "
+    "how one shows show image video page document frame frames find retrieve".split()
+)
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
+
+
+class OracleAnnotator:
+    """Writes well-formed T-CoTs from the ground truth that the synthetic generator records.
+
+    A seeded fraction of T-CoTs gets *wrong* evidence (boxes moved off the object, other key
+    frames, unrelated keywords) and another fraction *no* evidence, so later stages meet
+    imperfect annotations. The draw for an item depends only on (seed, item content), not on
+    its position in the table, so reruns and subsets agree.
+
+    >>> item = Item("image", text="", image="/x.png",
+    ...             gt={"boxes": [[100, 100, 400, 400]], "description": "a red circle"})
+    >>> OracleAnnotator(OracleConfig(0.0, 0.0)).tcot([item], ["query"])[0].count("bbox_2d")
+    1
+    """
+
+    name = "oracle"
+
+    def __init__(self, cfg: OracleConfig, frame_base: int = 1) -> None:
+        self.cfg = cfg
+        self.frame_base = frame_base
+        self.counts = {"wrong_evidence": 0, "missing_evidence": 0, "no_ground_truth": 0}
+
+    def _rng(self, item: Item, role: str) -> random.Random:
+        key = json.dumps(
+            [self.cfg.seed, role, item.modality, item.inst, item.text, item.image, item.frames]
+        )
+        return random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
+
+    def _one(self, item: Item, role: str) -> str:
+        rng = self._rng(item, role)
+        gt = item.gt or {}
+        if not gt:
+            self.counts["no_ground_truth"] += 1
+        desc = gt.get("description") or item.text or "the content"
+        keywords = list(gt.get("keywords") or sorted(_content_words(desc))[:5])
+        u = rng.random()
+        wrong = u < self.cfg.wrong_evidence_rate
+        missing = not wrong and u < self.cfg.wrong_evidence_rate + self.cfg.missing_evidence_rate
+        evidence: dict[str, Any] | None
+        key = EVIDENCE_KEY[item.modality]
+        if missing:
+            evidence = None
+            self.counts["missing_evidence"] += 1
+        elif key == "bbox_2d":
+            boxes = [list(map(int, b)) for b in gt.get("boxes") or []]
+            if wrong:
+                boxes = [_moved_box(b, rng) for b in boxes] or [_random_box(rng)]
+            evidence = {key: boxes[0] if len(boxes) == 1 else boxes} if boxes else None
+        elif key == "key_frames":
+            frames = list(gt.get("key_frames") or [])
+            n = max(len(item.frames), max(frames, default=0))
+            if wrong and n:
+                others = [f for f in range(1, n + 1) if f not in frames] or list(range(1, n + 1))
+                frames = sorted(rng.sample(others, k=min(len(others), max(1, len(frames)))))
+            # ground truth is 1-based; shift if the configured text base differs
+            evidence = {key: [f - 1 + self.frame_base for f in frames]} if frames else None
+        else:
+            kws = keywords
+            if wrong:
+                kws = rng.sample(_DISTRACT_WORDS, k=min(3, len(_DISTRACT_WORDS)))
+            evidence = {key: kws} if kws else None
+        if wrong:
+            self.counts["wrong_evidence"] += 1
+        focus = item.inst.strip() or ("the query" if role == "query" else "the candidate")
+        thinking = f"The {item.modality} shows {desc}. Relevant to: {focus}."
+        rethink = f"For retrieval, what matters is {', '.join(keywords) or desc}."
+        return render_tcot(thinking, rethink, desc, evidence)
+
+    def tcot(self, items: Sequence[Item], roles: Sequence[str]) -> list[str]:
+        return [self._one(it, r) for it, r in zip(items, roles, strict=True)]
+
+    def judge(self, pairs: Sequence[tuple[str, str]]) -> list[bool | None]:
+        """Conflicting ("Yes") when the two answers share no content word."""
+        from ume.tcot.format import parse_tcot
+
+        out: list[bool | None] = []
+        for q, p in pairs:
+            qa, pa = parse_tcot(q).answer, parse_tcot(p).answer
+            if not qa or not pa:
+                out.append(None)
+            else:
+                out.append(not (_content_words(qa) & _content_words(pa)))
+        return out
+
+
+_DISTRACT_WORDS = ["purple", "hexagon", "bottom", "fading", "spiral", "orange", "diagonal"]
+
+
+def _moved_box(b: list[int], rng: random.Random) -> list[int]:
+    w, h = max(b[2] - b[0], 50), max(b[3] - b[1], 50)
+    for _ in range(20):
+        x1, y1 = rng.randint(0, 1000 - w), rng.randint(0, 1000 - h)
+        if abs(x1 - b[0]) > w // 2 or abs(y1 - b[1]) > h // 2:
+            return [x1, y1, x1 + w, y1 + h]
+    return [1000 - w, 1000 - h, 1000, 1000]
+
+
+def _random_box(rng: random.Random) -> list[int]:
+    x1, y1 = rng.randint(0, 700), rng.randint(0, 700)
+    return [x1, y1, x1 + rng.randint(100, 300), y1 + rng.randint(100, 300)]
+
+
+# --------------------------------------------------------------------------- local HF MLLM
+class HFAnnotator:
+    """A local transformers MLLM (``models.annotator``) writing T-CoTs with the shared prompts."""
+
+    name = "hf"
+
+    def __init__(self, model_dir: str | Path, *, batch_size: int, max_new_tokens: int,
+                 temperature: float, dtype: str = "float32", attn: str = "sdpa",
+                 seed: int = 0) -> None:
+        from ume.models.backbone import load_backbone
+
+        self.model, self.processor = load_backbone(
+            model_dir, dtype=dtype, attn_implementation=attn, role="annotator"
+        )
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.seed = seed
+
+    def _generate(self, chats: list[list[dict]], max_new_tokens: int) -> list[str]:
+        from ume.models.backbone import chat_generate
+
+        out: list[str] = []
+        for i in range(0, len(chats), self.batch_size):
+            out += chat_generate(
+                self.model,
+                self.processor,
+                chats[i : i + self.batch_size],
+                max_new_tokens=max_new_tokens,
+                temperature=self.temperature,
+                seed=self.seed + i,
+            )
+        return out
+
+    def tcot(self, items: Sequence[Item], roles: Sequence[str]) -> list[str]:
+        chats = [prompts.tcot_messages(it, r) for it, r in zip(items, roles, strict=True)]
+        return self._generate(chats, self.max_new_tokens)
+
+    def judge(self, pairs: Sequence[tuple[str, str]]) -> list[bool | None]:
+        chats = [prompts.relevance_messages(q, p) for q, p in pairs]
+        return [prompts.parse_yes_no(t) for t in self._generate(chats, 8)]
+
+
+# --------------------------------------------------------------------------- chat server
+def _image_part(path: str) -> dict[str, Any]:
+    mime = mimetypes.guess_type(path)[0] or "image/png"
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
+
+
+def to_openai_messages(chat: list[dict]) -> list[dict]:
+    """HF content-part chats -> OpenAI chat-completions messages (images inlined as data URLs)."""
+    out = []
+    for msg in chat:
+        content = msg["content"]
+        if isinstance(content, str):
+            out.append({"role": msg["role"], "content": content})
+            continue
+        parts = []
+        for part in content:
+            if part.get("type") == "image":
+                img = part.get("image")
+                if hasattr(img, "save"):  # a PIL image (evidence crops)
+                    buf = io.BytesIO()
+                    img.save(buf, format="PNG")
+                    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+                    parts.append({"type": "image_url", "image_url": {"url": url}})
+                else:
+                    parts.append(_image_part(str(img)))
+            else:
+                parts.append({"type": "text", "text": part.get("text", "")})
+        out.append({"role": msg["role"], "content": parts})
+    return out
+
+
+class ServerAnnotator:
+    """An OpenAI-compatible chat-completions server (vLLM, say) reached by URL."""
+
+    name = "server"
+
+    def __init__(self, cfg: ServerConfig, temperature: float = 0.0) -> None:
+        if not cfg.url:
+            raise ConfigError(
+                "annotate.server.url: the server backend needs the base URL of an "
+                "OpenAI-compatible server (e.g. http://host:8000/v1)"
+            )
+        if not cfg.model:
+            raise ConfigError("annotate.server.model: name the model the server serves")
+        self.cfg = cfg
+        self.temperature = temperature
+        self.endpoint = cfg.url.rstrip("/") + "/chat/completions"
+
+    def _post(self, chat: list[dict], max_tokens: int) -> str:
+        body = json.dumps(
+            {
+                "model": self.cfg.model,
+                "messages": to_openai_messages(chat),
+                "max_tokens": max_tokens,
+                "temperature": self.temperature,
+            }
+        ).encode()
+        headers = {"Content-Type": "application/json"}
+        if key := os.environ.get(self.cfg.api_key_env):
+            headers["Authorization"] = f"Bearer {key}"
+        last: Exception | None = None
+        for attempt in range(self.cfg.max_retries + 1):
+            req = urllib.request.Request(self.endpoint, data=body, headers=headers)
+            try:
+                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
+                    data = json.load(resp)
+                return data["choices"][0]["message"]["content"] or ""
+            except urllib.error.HTTPError as e:
+                if e.code < 500:  # the request itself is wrong: retrying will not help
+                    detail = e.read().decode(errors="replace")[:300]
+                    raise UmeError(f"{self.endpoint}: HTTP {e.code}: {detail}") from e
+                last = e
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+                last = e
+            except (KeyError, IndexError, json.JSONDecodeError) as e:
+                raise UmeError(
+                    f"{self.endpoint}: the answer is not an OpenAI chat completion ({e!r})"
+                ) from e
+            time.sleep(min(2**attempt * 0.2, 5.0))
+        raise UmeError(
+            f"{self.endpoint}: no answer after {self.cfg.max_retries + 1} tries ({last}); "
+            "check annotate.server.url and that the server is up"
+        )
+
+    def _map(self, chats: list[list[dict]], max_tokens: int) -> list[str]:
+        with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
+            return list(pool.map(lambda c: self._post(c, max_tokens), chats))
+
+    def tcot(self, items: Sequence[Item], roles: Sequence[str]) -> list[str]:
+        chats = [prompts.tcot_messages(it, r) for it, r in zip(items, roles, strict=True)]
+        return self._map(chats, self.cfg.max_tokens)
+
+    def judge(self, pairs: Sequence[tuple[str, str]]) -> list[bool | None]:
+        chats = [prompts.relevance_messages(q, p) for q, p in pairs]
+        return [prompts.parse_yes_no(t) for t in self._map(chats, 8)]
+
+
+def make_annotator(cfg, backend: str, model_dir: str | Path | None = None) -> Annotator:
+    """Build the annotator named by ``backend`` from a full :class:`ume.config.Config`."""
+    if backend == "oracle":
+        return OracleAnnotator(cfg.annotate.oracle)
+    if backend == "hf":
+        if model_dir is None:
+            raise ConfigError("annotate.backend: hf needs the annotator model (models.annotator)")
+        a = cfg.annotate.hf
+        m = cfg.models.annotator
+        return HFAnnotator(
+            model_dir,
+            batch_size=a.batch_size,
+            max_new_tokens=a.max_new_tokens,
+            temperature=a.temperature,
+            dtype=m.dtype,
+            attn=m.attn_implementation,
+            seed=cfg.seed,
+        )
+    if backend == "server":
+        return ServerAnnotator(cfg.annotate.server)
+    raise ConfigError(f"annotate.backend: {backend!r} is not one of 'oracle', 'hf', 'server'")

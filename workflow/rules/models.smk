@@ -1,0 +1,26 @@
+# Base models: tiny random-initialised models of the real classes, or local backbones.
+
+
+rule base_models:
+    """Build the tiny models (source: tiny) or check local backbone folders (source: path)."""
+    input:
+        config=config_of("models"),
+    output:
+        backbones=expand(f"{R}/models/base/{{role}}/backbone.json", role=ROLES),
+        manifest=f"{R}/models/base/manifest.json",
+    params:
+        out=lambda w, output: os.path.dirname(output.manifest),
+    log:
+        log_of("base_models"),
+    benchmark:
+        bench_of("base_models")
+    conda:
+        CPU_ENV
+    shell:
+        "python -m ume models --config {input.config} --out {params.out} 2> {log}"
+
+
+rule models:
+    """Target: every role's base model."""
+    input:
+        rules.base_models.output,
