@@ -13,7 +13,6 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 if [[ "$(cat "$stamp_file" 2>/dev/null)" != "$stamp_now" ]]; then
   echo "[ume] installing the CPU environment (torch 2.13.0 CPU wheel, pinned)" >&2
-  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
   # The constraints file keeps torch on the CPU wheel: a newer torch pulls a multi-GB CUDA build.
   "$VENV/bin/python" -m pip install -q -c "$ROOT/envs/cpu-constraints.txt" \
     -r "$ROOT/envs/requirements-cpu.txt" >&2

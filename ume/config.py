@@ -290,6 +290,30 @@ class EvalConfig:
     on_bad_item: Literal["error", "skip"] = _f("error", "malformed row: stop, or skip and count")
 
 
+
+# --------------------------------------------------------------------------- launching
+@dataclass
+class SlurmConfig:
+    partition: str | None = _f(None, "sbatch --partition (null: the cluster's default)")
+    account: str | None = _f(None, "sbatch --account")
+    qos: str | None = _f(None, "sbatch --qos")
+    constraint: str | None = _f(None, "sbatch --constraint (e.g. a GPU type)")
+    additional_parameters: dict[str, str] = _f(
+        {}, "further sbatch options, name -> value (submitit slurm_additional_parameters)"
+    )
+    setup: list[str] = _f([], "shell lines run in the job before the stage (module load ...)")
+    poll_interval_s: float = _f(5.0, "seconds between job-state checks")
+    max_requeues: int = _f(3, "times a preempted or timed-out job is requeued")
+
+
+@dataclass
+class LaunchConfig:
+    launcher: Literal["local", "slurm"] = _f(
+        "local", "run GPU stages in-process (local) or submit them through submitit (slurm)"
+    )
+    slurm: SlurmConfig = _f(SlurmConfig(), "SLURM options (launcher: slurm)")
+
+
 # --------------------------------------------------------------------------- top level
 @dataclass
 class Config:
@@ -305,6 +329,7 @@ class Config:
     sft: SFTConfig = _f(SFTConfig(), "cold-start SFT of the Reasoner")
     egrl: EGRLConfig = _f(EGRLConfig(), "EG-RL: GRPO of the Reasoner guided by the Embedder")
     eval: EvalConfig = _f(EvalConfig(), "MMEB-V2 / UVRB / synthetic evaluation")
+    launch: LaunchConfig = _f(LaunchConfig(), "where GPU stages run: in-process or SLURM")
 
     @property
     def run_dir(self) -> Path:

@@ -112,6 +112,4 @@ def test_decode_keeps_tcot_tags_and_cuts_at_end_of_turn(backbones):
     )
     ids = ids + [tok.pad_token_id] * 3
     stop = [tok.convert_tokens_to_ids("<|im_end|>"), tok.pad_token_id]
-    assert (
-        decode_completion(tok, ids, stop) == "<thinking>red box</thinking><answer>left</answer>"
-    )
+    assert decode_completion(tok, ids, stop) == "<thinking>red box</thinking><answer>left</answer>"

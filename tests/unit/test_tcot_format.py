@@ -24,7 +24,7 @@ from ume.tcot.format import (
 
 pytestmark = pytest.mark.unit
 
-FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def tcot(thinking_json: str, thinking: str = "reasoning") -> str:
@@ -182,6 +182,11 @@ def test_non_strings(value):
     assert (p.thinking, p.rethink, p.answer, p.evidence) == ("", "", "", Evidence())
     assert check_format(value) is False
     assert check_format(value, variant="tags+evidence", modality="image") is False
+
+
+def test_problems_are_capped():
+    p = parse_tcot(tcot(json.dumps({"key_frames": list(range(100, 1100))})), num_frames=8)
+    assert len(p.problems) == 21 and p.problems[-1] == "... and 980 more problems"
 
 
 def test_bytes_are_decoded():

@@ -268,3 +268,36 @@ def test_load_rejects_unsupported_model_and_missing_flash_attn(built, tmp_path):
     if not is_flash_attn_2_available():
         with pytest.raises(ConfigError, match=r"models\.embedder\.attn_implementation.*sdpa"):
             load_backbone(built["qwen2_vl"], attn_implementation="flash_attention_2")
+
+
+def test_real_checkpoint_processor_falls_back_without_video_processor(built, tmp_path):
+    """A real Qwen3-VL folder names Qwen3VLProcessor, whose video processor needs torchvision;
+    load_backbone then builds the image-only processor from the same files."""
+    import shutil
+
+    from ume.models.tiny import PROCESSOR_CLASSES
+
+    folder = tmp_path / "realish"
+    shutil.copytree(built["qwen3_vl"], folder)
+    (folder / "ume_tiny.json").unlink()
+    for name in ("processor_config.json", "tokenizer_config.json"):
+        f = folder / name
+        f.write_text(f.read_text().replace("UmeTinyQwen3VLProcessor", "Qwen3VLProcessor"))
+    _, proc = load_backbone(folder, role="reasoner")
+    assert type(proc) is PROCESSOR_CLASSES["qwen3_vl"]
+    chat = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "hi"}]}]
+    assert "<|image_pad|>" in proc.apply_chat_template(chat, tokenize=False)
+
+
+def test_light_imports():
+    """``ume.models`` and ``ume.models.backbone`` must not import transformers (huggingface_hub
+    reads the offline switches at import time, so set_offline_env has to come first)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ume.models, ume.models.backbone; "
+        "assert 'transformers' not in sys.modules and 'huggingface_hub' not in sys.modules; "
+        "assert callable(ume.models.set_offline_env)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

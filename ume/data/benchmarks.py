@@ -680,7 +680,11 @@ def _load_beir(
         except (_ItemError, TypeError, ValueError) as e:
             ctx.bad(f, i, f"malformed qrels row ({e})")
             continue
-        if qid not in qsrc or score <= 0:
+        if score <= 0:
+            continue
+        if qid not in qsrc:
+            if language is None:  # with a language filter, other languages' qrels are expected
+                ctx.bad(f, i, f"query-id {qid!r} is not in the queries (or its row was bad)")
             continue
         if cid not in cands:
             if cid not in bad_cands:
@@ -743,6 +747,11 @@ def _load_uvrb(name: str, root: Path, ctx: _Ctx, **_: Any) -> EvalTask:
             ctx.bad(ifile, n, "pos should be a list of corpus ids", unit="line")
             continue
         qid = str(rec["qid"])
+        if qid not in qsrc:
+            ctx.bad(
+                ifile, n, f"qid {qid!r} is not in {qfile.name} (or its line was bad)", unit="line"
+            )
+            continue
         unknown = [str(p) for p in pos if str(p) not in cands and str(p) not in bad_cands]
         if unknown:
             ctx.bad(ifile, n, f"corpus id(s) {unknown[:5]} not in {cfile.name}", unit="line")

@@ -199,10 +199,12 @@ def video_frames(static: list[Obj], events: list[Event], num_frames: int) -> lis
 
 def write_frames(frames: list[list[Obj]], size: int, folder: Path) -> list[Path]:
     """Write frames as ``0000.jpg``, ``0001.jpg``, ... (the MMEB frame naming) into ``folder``."""
-    paths = []
-    for i, objs in enumerate(frames):
-        paths.append(save_jpeg(render_scene(objs, size), folder / f"{i:04d}.jpg"))
-    return paths
+    folder = Path(folder)
+    names = [f"{i:04d}.jpg" for i in range(len(frames))]
+    with atomic_path(folder, is_dir=True) as tmp:  # a video is complete or absent
+        for name, objs in zip(names, frames, strict=True):
+            render_scene(objs, size).save(tmp / name, format="JPEG", quality=JPEG_QUALITY)
+    return [folder / n for n in names]
 
 
 # --------------------------------------------------------------------------- documents

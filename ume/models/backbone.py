@@ -166,8 +166,19 @@ def _load_processor(folder: Path, model_type: str, role: str):
             "processor_config.json); copy the whole checkpoint folder"
         ) from e
     return tiny.PROCESSOR_CLASSES[family](
-        image_processor=img, tokenizer=tok, chat_template=getattr(tok, "chat_template", None)
+        image_processor=img, tokenizer=tok, chat_template=_chat_template(folder, tok)
     )
+
+
+def _chat_template(folder: Path, tokenizer) -> str | None:
+    """The checkpoint's chat template: chat_template.jinja/.json, else the tokenizer's."""
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text(encoding="utf-8")
+    js = folder / "chat_template.json"
+    if js.is_file():
+        return json.loads(js.read_text(encoding="utf-8")).get("chat_template")
+    return getattr(tokenizer, "chat_template", None)
 
 
 def load_backbone(

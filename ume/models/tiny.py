@@ -34,6 +34,9 @@ from transformers import AutoProcessor, PretrainedConfig, Qwen2VLProcessor, Qwen
 from ume.config import TinyModelConfig
 from ume.errors import ConfigError
 from ume.io import atomic_path, sha256_file
+from ume.models.backbone import set_offline_env
+
+set_offline_env()  # building a tiny model never needs the hub; make sure nothing tries
 
 Family = Literal["qwen3_vl", "qwen2_vl"]
 FAMILIES: tuple[str, ...] = ("qwen3_vl", "qwen2_vl")

@@ -52,6 +52,7 @@ DEFAULT_FRAME_BASE = 1
 RELEASE_FORMAT_RE = r"<thinking>.*</thinking>.*<rethink>.*</rethink>.*<answer>.*</answer>"
 
 _MAX_JSON_ATTEMPTS = 64  # bound the work spent on brace-heavy garbage
+_MAX_PROBLEMS = 20
 
 Box = tuple[int, int, int, int]
 
@@ -213,6 +214,8 @@ def _parse(text: str, num_frames: int | None, base: int, modality: str | None) -
             problems.append(f"unknown modality {modality!r}")
         elif not evidence.has(key):
             problems.append(f"no usable {key} evidence in <thinking>")
+    if len(problems) > _MAX_PROBLEMS:  # a list of 10k bad frames is one story, not 10k
+        problems[_MAX_PROBLEMS:] = [f"... and {len(problems) - _MAX_PROBLEMS} more problems"]
     return ParsedTCoT(
         thinking=thinking,
         rethink=sections["rethink"],
