@@ -187,7 +187,6 @@ class SplitConfig:
     seed: int = _f(0, "seed of the split")
 
 
-
 # --------------------------------------------------------------------------- training stages
 @dataclass
 class LoraConfig:
@@ -275,6 +274,20 @@ class EGRLConfig:
 
 
 @dataclass
+class EvalIndexConfig:
+    kind: Literal["exact", "ivf", "hnsw"] = _f(
+        "exact", "exact inner product (IndexFlatIP) or an approximate index for large corpora"
+    )
+    min_corpus: int = _f(100000, "use the approximate kind only for corpora at least this large")
+    ivf_nlist: int | None = _f(None, "IVF lists (null: about 4 * sqrt(corpus size))")
+    ivf_nprobe: int = _f(32, "IVF lists searched per query")
+    hnsw_m: int = _f(32, "HNSW links per node")
+    hnsw_ef_construction: int = _f(80, "HNSW build-time search depth")
+    hnsw_ef_search: int = _f(128, "HNSW query-time search depth")
+    gpu: bool = _f(True, "put flat / IVF indexes on the GPUs when faiss has any")
+
+
+@dataclass
 class EvalConfig:
     suites: list[Literal["synth", "mmeb", "uvrb"]] = _f(["synth"], "benchmark suites to run")
     tasks: list[str] | None = _f(None, "restrict to these task names (null: every task)")
@@ -288,7 +301,37 @@ class EvalConfig:
     max_new_tokens: int = _f(2048, "T-CoT length limit at evaluation")
     batch_size: int = _f(16, "items per reasoning / encoding batch")
     on_bad_item: Literal["error", "skip"] = _f("error", "malformed row: stop, or skip and count")
-
+    variants: list[Literal["main", "raw", "answer_only", "no_evidence", "no_egrl"]] = _f(
+        ["main"],
+        "evaluation variants: main (the run's models and input), raw (no T-CoT), answer_only, "
+        "no_evidence (Embedder input only: reuse main's T-CoTs), no_egrl (Reasoner before EG-RL)",
+    )
+    embedder_stage: Literal["auto", "base", "trained"] = _f(
+        "auto", "Embedder to evaluate: auto (the newest stage the workflow has), base, trained"
+    )
+    reasoner_stage: Literal["auto", "base", "sft", "egrl"] = _f(
+        "auto", "Reasoner of the main variant: auto (newest stage available), base, sft, egrl"
+    )
+    reasoner_backend: Literal["hf", "server"] = _f(
+        "hf", "who writes T-CoTs: the local Reasoner (batched generate) or a server (eval.server)"
+    )
+    server: ServerConfig = _f(
+        ServerConfig(),
+        "OpenAI-compatible server (vLLM) serving the Reasoner (reasoner_backend: server); "
+        "max_new_tokens applies, server.max_tokens is not used here",
+    )
+    temperature: float = _f(0.0, "T-CoT sampling temperature at evaluation (0: greedy)")
+    cache_dir: str | None = _f(
+        None, "T-CoT and embedding caches, shared by runs (null: <results_dir>/cache)"
+    )
+    ks: list[int] = _f([1, 5, 10], "cut-offs k of the metrics (the main metric's k is added)")
+    scorer_compatible: bool = _f(
+        False, "reproduce VLM2Vec's NDCG defect (graded qrels) to match published numbers"
+    )
+    index: EvalIndexConfig = _f(EvalIndexConfig(), "faiss index of global ranking")
+    leaderboard_runs: list[str] = _f(
+        [], "other runs whose eval results (if present) appear beside this run's in the leaderboard"
+    )
 
 
 # --------------------------------------------------------------------------- launching
@@ -440,8 +483,11 @@ def _check(obj: Any, prefix: str) -> None:
                 raise bad(n, f"must lie in [0, 1], got {getattr(obj, n)}")
     if isinstance(obj, BackboneConfig) and obj.source == "path" and not obj.path:
         raise bad("path", "source is 'path' but no local folder is given; set path or use tiny")
-    if isinstance(obj, BackboneConfig) and obj.path and "/" in obj.path and not (
-        obj.path.startswith(("/", ".", "~")) or Path(obj.path).exists()
+    if (
+        isinstance(obj, BackboneConfig)
+        and obj.path
+        and "/" in obj.path
+        and not (obj.path.startswith(("/", ".", "~")) or Path(obj.path).exists())
     ):
         # "Qwen/Qwen3-VL-8B" looks like a hub id; relative local folders must exist.
         raise bad(
@@ -460,6 +506,14 @@ def _check(obj: Any, prefix: str) -> None:
                 raise bad(n, "must be at least 1")
         if obj.eval_candidates < 2:
             raise bad("eval_candidates", "must be at least 2 (a positive and a distractor)")
+    if isinstance(obj, EvalConfig):
+        if not obj.ks or any(k < 1 for k in obj.ks):
+            raise bad("ks", f"must be a non-empty list of positive integers, got {obj.ks}")
+        for n in ("batch_size", "max_new_tokens", "num_frames"):
+            if getattr(obj, n) < 1:
+                raise bad(n, "must be at least 1")
+        if not obj.variants:
+            raise bad("variants", "name at least one variant, e.g. [main]")
     if isinstance(obj, Config) and not obj.run.replace("-", "").replace("_", "").isalnum():
         raise bad("run", f"{obj.run!r}: use letters, digits, '-' and '_' (it names a folder)")
 
@@ -496,7 +550,9 @@ def load_config(*paths: str | Path, overrides: dict[str, Any] | None = None) -> 
 def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for k, v in b.items():
-        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = (
+            deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        )
     return out
 
 
@@ -545,7 +601,10 @@ def json_schema(cls: type = Config) -> dict[str, Any]:
         props[f.name] = _schema_of(hints[f.name], f.metadata.get("doc"), default)
     out = {"type": "object", "properties": props, "additionalProperties": False}
     if cls is Config:
-        out = {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "ume config"} | out
+        out = {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": "ume config",
+        } | out
     return out
 
 

@@ -88,7 +88,9 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
 
 
 def write_jsonl(path: str | os.PathLike, rows: list[Mapping[str, Any]]) -> Path:
-    return write_text(path, "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows))
+    return write_text(
+        path, "".join(json.dumps(r, sort_keys=True, default=str) + "\n" for r in rows)
+    )
 
 
 def write_parquet(path: str | os.PathLike, df) -> Path:

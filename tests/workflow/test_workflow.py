@@ -18,12 +18,27 @@ def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True):
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     res = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(workdir),
-         "--cores", "2", *args],
-        capture_output=True, text=True, env=env, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(repo / "Snakefile"),
+            "-d",
+            str(workdir),
+            "--cores",
+            "2",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
     )
     if check and res.returncode != 0:
-        raise AssertionError(f"snakemake {args} failed:\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}")
+        raise AssertionError(
+            f"snakemake {args} failed:\n{res.stdout[-4000:]}\n{res.stderr[-6000:]}"
+        )
     return res
 
 
@@ -35,8 +50,15 @@ def test_lint_is_clean(repo, tmp_path):
 def test_dry_run_of_all_plans_every_stage(repo, tmp_path):
     res = snakemake(repo, tmp_path, "-n", "all")
     out = res.stdout + res.stderr
-    for rule in ("resolved_config", "base_models", "prepare_pairs", "synth_benchmark",
-                 "annotate_tcot", "relevance_filter", "split_data"):
+    for rule in (
+        "stage_config",
+        "base_models",
+        "prepare_pairs",
+        "synth_benchmark",
+        "annotate_tcot",
+        "relevance_filter",
+        "split_data",
+    ):
         assert rule in out
 
 
@@ -70,7 +92,9 @@ def test_full_run_writes_every_artifact_with_manifests(full_run):
     # each stage reads (and records) only the config sections it depends on
     assert set(json.loads((r / "config/split.json").read_text())) == {"seed", "split"}
     assert set(json.loads((r / "annotate/manifest.json").read_text())["config"]) == {
-        "seed", "models", "annotate"
+        "seed",
+        "models",
+        "annotate",
     }
 
 
@@ -78,7 +102,7 @@ def test_editing_one_stage_keys_reruns_that_stage_only(repo, full_run, tmp_path)
     work = full_run.parents[1]
     other = tmp_path / "split.yaml"
     other.write_text("split:\n  rl_per_dataset: 3\n")
-    res = snakemake(repo, work, "-n", "--configfile", str(other), "all")
+    res = snakemake(repo, work, "all", "-n", "--configfile", str(other))
     out = res.stdout + res.stderr
     assert "split_data" in out
     for rule in ("prepare_pairs", "annotate_tcot", "relevance_filter", "base_models"):
@@ -147,7 +171,7 @@ def test_failed_stage_leaves_nothing_a_rerun_would_take_as_done(repo, full_run, 
         "annotate:\n  backend: server\n  server:\n    url: http://127.0.0.1:9/v1\n"
         "    model: m\n    max_retries: 0\n    timeout_s: 2\n"
     )
-    res = snakemake(repo, work, "--configfile", str(bad), "data", check=False)
+    res = snakemake(repo, work, "data", "--configfile", str(bad), check=False)
     assert res.returncode != 0
     log = (full_run / "logs/annotate_tcot.log").read_text()
     assert "annotate.server.url" in log

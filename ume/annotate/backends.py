@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from ume.config import OracleConfig, ServerConfig
 from ume.data.pairs import Item
+from ume.data.scenes import COLORS, SHAPES
 from ume.errors import ConfigError, UmeError
 from ume.tcot import prompts
 from ume.tcot.format import EVIDENCE_KEY, render_tcot
@@ -48,8 +49,42 @@ class Annotator(Protocol):
 # --------------------------------------------------------------------------- oracle
 _WORD = re.compile(r"[a-z0-9]+")
 _STOP = frozenset(
-    "a an the of in on at to and or is are with for from this that it its which what where "
-    "how one shows show image video page document frame frames find retrieve".split()
+    [
+        "a",
+        "an",
+        "the",
+        "of",
+        "in",
+        "on",
+        "at",
+        "to",
+        "and",
+        "or",
+        "is",
+        "are",
+        "with",
+        "for",
+        "from",
+        "this",
+        "that",
+        "it",
+        "its",
+        "which",
+        "what",
+        "where",
+        "how",
+        "one",
+        "shows",
+        "show",
+        "image",
+        "video",
+        "page",
+        "document",
+        "frame",
+        "frames",
+        "find",
+        "retrieve",
+    ]
 )
 
 
@@ -76,7 +111,12 @@ class OracleAnnotator:
     def __init__(self, cfg: OracleConfig, frame_base: int = 1) -> None:
         self.cfg = cfg
         self.frame_base = frame_base
-        self.counts = {"wrong_evidence": 0, "missing_evidence": 0, "no_ground_truth": 0}
+        self.counts = {
+            "wrong_evidence": 0,
+            "missing_evidence": 0,
+            "conflicting_answer": 0,
+            "no_ground_truth": 0,
+        }
 
     def _rng(self, item: Item, role: str) -> random.Random:
         key = json.dumps(
@@ -119,6 +159,10 @@ class OracleAnnotator:
             evidence = {key: kws} if kws else None
         if wrong:
             self.counts["wrong_evidence"] += 1
+            if rng.random() < 0.5:  # half of the wrong annotations also misname a colour
+                desc, changed = _swap_colour(desc, rng)
+                keywords = [_swap_colour(k, rng)[0] if k in _COLOURS else k for k in keywords]
+                self.counts["conflicting_answer"] += changed
         focus = item.inst.strip() or ("the query" if role == "query" else "the candidate")
         thinking = f"The {item.modality} shows {desc}. Relevant to: {focus}."
         rethink = f"For retrieval, what matters is {', '.join(keywords) or desc}."
@@ -128,7 +172,8 @@ class OracleAnnotator:
         return [self._one(it, r) for it, r in zip(items, roles, strict=True)]
 
     def judge(self, pairs: Sequence[tuple[str, str]]) -> list[bool | None]:
-        """Conflicting ("Yes") when the two answers share no content word."""
+        """Conflicting ("Yes") when the answers share no content word, or both name colours
+        (or shapes) and share none; ``None`` when an answer is missing."""
         from ume.tcot.format import parse_tcot
 
         out: list[bool | None] = []
@@ -136,9 +181,28 @@ class OracleAnnotator:
             qa, pa = parse_tcot(q).answer, parse_tcot(p).answer
             if not qa or not pa:
                 out.append(None)
-            else:
-                out.append(not (_content_words(qa) & _content_words(pa)))
+                continue
+            qw, pw = _content_words(qa), _content_words(pa)
+            clash = any(
+                (qw & vocab) and (pw & vocab) and not (qw & pw & vocab)
+                for vocab in (_COLOURS, _SHAPES)
+            )
+            out.append(clash or not (qw & pw))
         return out
+
+
+_COLOURS = frozenset(COLORS)
+_SHAPES = frozenset(SHAPES)
+
+
+def _swap_colour(text: str, rng: random.Random) -> tuple[str, int]:
+    """Replace the first colour word of ``text`` by another colour; returns (text, 1 if changed)."""
+    words = text.split(" ")
+    for i, w in enumerate(words):
+        if w in _COLOURS:
+            words[i] = rng.choice(sorted(_COLOURS - {w}))
+            return " ".join(words), 1
+    return text, 0
 
 
 _DISTRACT_WORDS = ["purple", "hexagon", "bottom", "fading", "spiral", "orange", "diagonal"]
@@ -164,9 +228,17 @@ class HFAnnotator:
 
     name = "hf"
 
-    def __init__(self, model_dir: str | Path, *, batch_size: int, max_new_tokens: int,
-                 temperature: float, dtype: str = "float32", attn: str = "sdpa",
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        batch_size: int,
+        max_new_tokens: int,
+        temperature: float,
+        dtype: str = "float32",
+        attn: str = "sdpa",
+        seed: int = 0,
+    ) -> None:
         from ume.models.backbone import load_backbone
 
         self.model, self.processor = load_backbone(

@@ -42,7 +42,10 @@ def _per_dataset(df: pd.DataFrame) -> dict[str, int]:
 
 
 def annotate_pairs(
-    cfg: Config, pairs_path: str | Path, out_path: str | Path, model_dir: str | Path | None = None,
+    cfg: Config,
+    pairs_path: str | Path,
+    out_path: str | Path,
+    model_dir: str | Path | None = None,
     annotator: Annotator | None = None,
 ) -> pd.DataFrame:
     """Write a T-CoT for the query and the positive side of every pair -> ``tcot.parquet``."""
@@ -72,7 +75,10 @@ def annotate_pairs(
 
 
 def filter_pairs(
-    cfg: Config, tcot_path: str | Path, out_path: str | Path, model_dir: str | Path | None = None,
+    cfg: Config,
+    tcot_path: str | Path,
+    out_path: str | Path,
+    model_dir: str | Path | None = None,
     annotator: Annotator | None = None,
 ) -> pd.DataFrame:
     """The relevance filter: keep pairs the judge calls not conflicting ("No")."""
@@ -121,9 +127,10 @@ def split_pairs(
     manifest = Manifest("split", cfg.sections(), [filtered_path])
     kept = df[df["relevant"]].drop(columns=["relevant"])
     known = set(df["dataset"])
-    for key, names in (("rl_datasets", s.rl_datasets or []), (
-        "exclude_from_contrastive", s.exclude_from_contrastive
-    )):
+    for key, names in (
+        ("rl_datasets", s.rl_datasets or []),
+        ("exclude_from_contrastive", s.exclude_from_contrastive),
+    ):
         unknown = sorted(set(names) - known)
         if unknown:
             raise ConfigError(

@@ -36,8 +36,11 @@ SIDE_MODALITIES = ("text", "image", "video", "document")
 TASK_MODALITIES = ("image", "video", "visdoc")
 SIDES = ("qry", "pos")
 ITEM_FIELDS = ("modality", "inst", "text", "image", "frames", "gt")
-PAIR_COLUMNS = ("pair_id", "dataset", "modality") + tuple(
-    f"{s}_{f}" for s in SIDES for f in ITEM_FIELDS
+PAIR_COLUMNS = (
+    "pair_id",
+    "dataset",
+    "modality",
+    *tuple(f"{s}_{f}" for s in SIDES for f in ITEM_FIELDS),
 )
 
 
@@ -85,9 +88,11 @@ class Item:
 def pair_row(pair_id: str, dataset: str, modality: str, qry: Item, pos: Item) -> dict[str, Any]:
     if modality not in TASK_MODALITIES:
         raise DataError(f"task modality {modality!r} is not one of {', '.join(TASK_MODALITIES)}")
-    return {"pair_id": pair_id, "dataset": dataset, "modality": modality} | qry.to_columns(
-        "qry"
-    ) | pos.to_columns("pos")
+    return (
+        {"pair_id": pair_id, "dataset": dataset, "modality": modality}
+        | qry.to_columns("qry")
+        | pos.to_columns("pos")
+    )
 
 
 def pairs_frame(rows: list[dict[str, Any]]):

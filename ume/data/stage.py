@@ -31,14 +31,18 @@ def prepare_pairs(cfg: Config, out_dir: str | Path) -> Path:
             on_bad_item=cfg.data.on_bad_item,
             seed=cfg.seed,
         )
-        skipped = [dict(s, dataset=name) for name, st in stats.items() for s in st.get("skipped_items", [])]
+        skipped = [
+            dict(s, dataset=name) for name, st in stats.items() for s in st.get("skipped_items", [])
+        ]
     check_pairs_frame(df, "prepared pairs")
     write_json(out / "datasets.json", stats)
     write_parquet(out / "pairs.parquet", df)
     manifest.record(
         source=cfg.data.source,
         pairs=len(df),
-        datasets={k: {kk: vv for kk, vv in v.items() if kk != "skipped_items"} for k, v in stats.items()},
+        datasets={
+            k: {kk: vv for kk, vv in v.items() if kk != "skipped_items"} for k, v in stats.items()
+        },
         skipped=len(skipped),
         skipped_items=skipped[:1000],
     )

@@ -54,6 +54,7 @@ from ume.data.scenes import (
     video_frames,
     write_frames,
 )
+from ume.errors import DataError
 from ume.eval.registry import TaskSpec, register_suite
 from ume.io import write_json, write_parquet
 
@@ -911,13 +912,21 @@ def _task_folders(spec: TaskSpec, root: Path) -> list[Path]:
     return out
 
 
-def write_benchmark(cfg: SyntheticConfig, root: Path) -> dict[str, dict[str, int]]:
-    """Write every task of :data:`SYNTH_TASKS` under ``root``; return ``{task: {queries,
-    candidates}}``. Old folders of these tasks are removed first (stale files never mix
-    with new ones); ``synthetic_summary.json`` is written last."""
+def write_benchmark(
+    cfg: SyntheticConfig, root: Path, tasks: list[str] | None = None
+) -> dict[str, dict[str, int]]:
+    """Write every task of :data:`SYNTH_TASKS` (or only ``tasks``) under ``root``; return
+    ``{task: {queries, candidates}}``. Old folders of these tasks are removed first (stale
+    files never mix with new ones); ``synthetic_summary.json`` is written last."""
     root = Path(root).resolve()
+    known = {s.name for s in SYNTH_TASKS}
+    unknown = sorted(set(tasks or ()) - known)
+    if unknown:
+        raise DataError(f"unknown synthetic task(s) {unknown}; known: {', '.join(sorted(known))}")
     summary: dict[str, dict[str, int]] = {}
     for spec in SYNTH_TASKS:
+        if tasks is not None and spec.name not in tasks:
+            continue
         for d in _task_folders(spec, root):
             if d.exists():
                 shutil.rmtree(d)

@@ -1,0 +1,229 @@
+"""Embeddings at evaluation: each unique (item, T-CoT, input mode, Embedder) is encoded once.
+
+The key (:func:`embedding_key`) hashes the item's content (image and frame *bytes*, not
+paths), the T-CoT (none in ``raw`` mode, which ignores it), the input mode, the Embedder's
+identity (checksum of its folder) and the source of the input builder and the Embedder
+(an edit to either never serves stale vectors). The cache is
+``<cache_dir>/emb/<namespace>/part-*.npy`` with a ``part-*.keys`` file beside each (written
+last: a shard without its keys file is unfinished and ignored). Shards are memory-mapped,
+so a large cache costs only the rows a task uses.
+
+>>> enc = CachedEncoder(embedder, identity, EmbeddingCache(root, ns))  # doctest: +SKIP
+>>> q = enc.encode(items, tcots, mode="full")  # [N, D] float32, unit norm  # doctest: +SKIP
+>>> enc.max_calls_per_key()                                            # doctest: +SKIP
+1
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from ume.data.pairs import Item
+from ume.errors import DataError
+from ume.eval.keys import content_key, item_fingerprint
+from ume.io import atomic_path, write_text
+
+log = logging.getLogger(__name__)
+
+MODES = ("full", "answer_only", "no_evidence", "raw")
+#: Modules whose source is part of every embedding key.
+CODE_MODULES = ("ume.inputs", "ume.models.embedder")
+
+
+class Encoder(Protocol):
+    def encode(
+        self, items: list[Item], tcots: list[str | None], *, mode: str = ..., batch_size: int = ...
+    ) -> Any:  # torch.Tensor | np.ndarray [N, D]
+        ...
+
+
+@dataclass
+class EncodeStats:
+    requested: int = 0  # inputs asked for (duplicates included)
+    unique: int = 0  # distinct keys among them
+    encoded: int = 0  # inputs the Embedder encoded now
+    cached: int = 0  # distinct keys served from the cache
+    seconds: float = 0.0
+
+    def add(self, other: EncodeStats) -> None:
+        for k, v in asdict(other).items():
+            setattr(self, k, getattr(self, k) + v)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["seconds_per_item"] = self.seconds / self.requested if self.requested else 0.0
+        return d
+
+
+def embedding_key(item: Item, tcot: str | None, mode: str, identity: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return content_key(
+        "emb", identity, mode, item_fingerprint(item), None if mode == "raw" else tcot
+    )
+
+
+def embedder_namespace(identity: str) -> str:
+    return content_key("emb-namespace", identity)[:16]
+
+
+# --------------------------------------------------------------------------- cache
+class EmbeddingCache:
+    """Vectors by key in npy shards (memory-mapped); memory only when ``root`` is None."""
+
+    def __init__(self, root: str | os.PathLike | None, namespace: str) -> None:
+        self.dir = Path(root) / namespace if root is not None else None
+        self._where: dict[str, tuple[int, int]] = {}  # key -> (shard, row)
+        self._shards: list[np.ndarray] = []
+        if self.dir is not None and self.dir.is_dir():
+            for keys_file in sorted(self.dir.glob("part-*.keys")):
+                self._read(keys_file)
+
+    def _read(self, keys_file: Path) -> None:
+        npy = keys_file.with_suffix(".npy")
+        keys = keys_file.read_text(encoding="utf-8").split()
+        try:
+            arr = np.load(npy, mmap_mode="r")
+        except (OSError, ValueError) as e:
+            log.warning("%s: unreadable embedding shard (%s); ignored", npy, e)
+            return
+        if arr.ndim != 2 or arr.shape[0] != len(keys):
+            log.warning("%s: %s rows for %d keys; ignored", npy, arr.shape, len(keys))
+            return
+        self._add_shard(keys, arr)
+
+    def _add_shard(self, keys: list[str], arr: np.ndarray) -> None:
+        s = len(self._shards)
+        self._shards.append(arr)
+        for r, k in enumerate(keys):
+            self._where[k] = (s, r)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._where
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def get_many(self, keys: Sequence[str]) -> np.ndarray:
+        """Rows of ``keys`` (all must be present) as one float32 array [len(keys), D]."""
+        if not keys:
+            return np.zeros((0, 0), np.float32)
+        return np.stack([np.asarray(self._shards[s][r]) for s, r in map(self._where.get, keys)])
+
+    def put(self, keys: list[str], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(keys):
+            raise ValueError(f"{len(keys)} keys for vectors of shape {vectors.shape}")
+        if not keys:
+            return
+        self._add_shard(list(keys), vectors)
+        if self.dir is None:
+            return
+        stem = f"part-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        with atomic_path(self.dir / f"{stem}.npy") as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, vectors)
+        write_text(self.dir / f"{stem}.keys", "\n".join(keys) + "\n")  # last: marks it complete
+
+
+# --------------------------------------------------------------------------- the cached step
+class CachedEncoder:
+    """Embeddings through the cache; counts how often each key reached the Embedder."""
+
+    def __init__(
+        self, embedder: Encoder, identity: str, cache: EmbeddingCache, *, batch_size: int = 16
+    ) -> None:
+        self.embedder = embedder
+        self.identity = identity
+        self.cache = cache
+        self.batch_size = batch_size
+        self.calls: Counter[str] = Counter()  # key -> times passed to the Embedder
+
+    def encode(
+        self,
+        items: Sequence[Item],
+        tcots: Sequence[str | None] | None,
+        mode: str,
+        stats: EncodeStats | None = None,
+    ) -> np.ndarray:
+        """Unit-norm embeddings [len(items), D] (float32), in input order."""
+        t0 = time.perf_counter()
+        tcots = list(tcots) if tcots is not None else [None] * len(items)
+        if len(tcots) != len(items):
+            raise ValueError(f"{len(items)} items but {len(tcots)} T-CoTs")
+        if mode == "raw":
+            tcots = [None] * len(items)
+        keys = [embedding_key(it, t, mode, self.identity) for it, t in zip(items, tcots, strict=True)]
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        todo = [k for k in first if k not in self.cache]
+        st = EncodeStats(requested=len(keys), unique=len(first))
+        st.cached = st.unique - len(todo)
+        if todo:
+            vecs = self.embedder.encode(
+                [items[first[k]] for k in todo],
+                [tcots[first[k]] for k in todo],
+                mode=mode,
+                batch_size=self.batch_size,
+            )
+            vecs = _to_numpy(vecs)
+            if vecs.shape[0] != len(todo):
+                raise DataError(f"the Embedder returned {vecs.shape[0]} vectors for {len(todo)} inputs")
+            self.cache.put(todo, vecs)
+            self.calls.update(todo)
+            st.encoded = len(todo)
+        out = self.cache.get_many(keys) if keys else np.zeros((0, 0), np.float32)
+        st.seconds = time.perf_counter() - t0
+        if stats is not None:
+            stats.add(st)
+        return out
+
+    def max_calls_per_key(self) -> int:
+        return max(self.calls.values(), default=0)
+
+    def calls_per_unique(self) -> float:
+        """Embedder calls per distinct key that reached it (1.0: nothing encoded twice)."""
+        return sum(self.calls.values()) / len(self.calls) if self.calls else 0.0
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=np.float32)
+
+
+def make_encoder(
+    cfg: Any,
+    model_path: str | os.PathLike,
+    cache_root: str | os.PathLike | None,
+    *,
+    identity_memo: str | os.PathLike | None = None,
+) -> CachedEncoder:
+    """The Embedder at ``model_path`` (a model folder or a base ``backbone.json``), cached."""
+    from ume.eval.keys import code_identity, folder_identity
+    from ume.eval.reason import _device, resolve_model_folder
+    from ume.models.embedder import Embedder
+
+    folder = resolve_model_folder(model_path)
+    m = cfg.models.embedder
+    embedder = Embedder.from_pretrained(
+        folder, dtype=m.dtype, attn_implementation=m.attn_implementation, role="embedder"
+    )
+    if (dev := _device()) is not None:
+        embedder.to(dev)
+    identity = content_key(
+        "embedder", folder_identity(folder, identity_memo), code_identity(CODE_MODULES)
+    )
+    cache = EmbeddingCache(cache_root, embedder_namespace(identity))
+    return CachedEncoder(embedder, identity, cache, batch_size=cfg.eval.batch_size)
