@@ -28,6 +28,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/config.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -35,3 +37,5 @@ rule all:
     input:
         rules.models.input,
         rules.data.input,
+        rules.eval.input,
+        rules.leaderboards.input,

@@ -46,11 +46,34 @@ def cmd_validate(args) -> int:
     return 0
 
 
+def _launched(args, fn, *fn_args, record_dir, distributed: bool = False, **fn_kwargs) -> int:
+    """Run a launched stage through ume/launch: in-process, or a SLURM job when the config
+    given by ``--launch`` says ``launch.launcher: slurm`` (see docs/cluster.md)."""
+    from ume.config import load_config
+    from ume.launch import Resources, run_stage
+
+    run_stage(
+        fn,
+        fn_args,
+        fn_kwargs,
+        stage=args.cmd,
+        launch=load_config(*args.launch).launch if args.launch else None,
+        resources=Resources.parse(args.resources),
+        rule=args.rule,
+        log_path=args.log,
+        record_dir=record_dir,
+        distributed=distributed,
+    )
+    return 0
+
+
 def cmd_models(args) -> int:
     from ume.models.stage import ROLES, build_base_models
 
-    build_base_models(_config(args), args.out, tuple(args.roles or ROLES))
-    return 0
+    cfg = _config(args)
+    return _launched(
+        args, build_base_models, cfg, args.out, tuple(args.roles or ROLES), record_dir=args.out
+    )
 
 
 def cmd_data(args) -> int:
@@ -78,15 +101,34 @@ def _annotator_dir(args) -> str | None:
 def cmd_annotate(args) -> int:
     from ume.annotate.stage import annotate_pairs
 
-    annotate_pairs(_config(args), args.pairs, args.out, _annotator_dir(args))
-    return 0
+    cfg, model_dir, out = _config(args), _annotator_dir(args), args.out
+    return _launched(
+        args, annotate_pairs, cfg, args.pairs, out, model_dir, record_dir=Path(out).parent
+    )
 
 
 def cmd_filter(args) -> int:
     from ume.annotate.stage import filter_pairs
 
-    filter_pairs(_config(args), args.tcot, args.out, _annotator_dir(args))
-    return 0
+    cfg, model_dir, out = _config(args), _annotator_dir(args), args.out
+    return _launched(
+        args, filter_pairs, cfg, args.tcot, out, model_dir, record_dir=Path(out).parent
+    )
+
+
+def cmd_toy(args) -> int:
+    from ume.launch.toy import toy_stage
+
+    return _launched(
+        args,
+        toy_stage,
+        args.out,
+        args.checkpoint_dir,
+        args.steps,
+        sleep_s=args.sleep_s,
+        fail_at=args.fail_at,
+        record_dir=Path(args.out).parent,
+    )
 
 
 def cmd_split(args) -> int:
@@ -96,14 +138,104 @@ def cmd_split(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    from ume.eval.run import run_eval
+
+    cfg = _config(args)
+    cache = args.cache_dir or cfg.eval.cache_dir or str(Path(cfg.results_dir) / "cache")
+    return _launched(
+        args,
+        run_eval,
+        cfg,
+        args.suite,
+        args.task,
+        args.out_dir,
+        root=args.root,
+        embedder=args.embedder,
+        reasoners={"main": args.reasoner, "no_egrl": args.reasoner_no_egrl},
+        cache_dir=None if cache == "none" else cache,
+        record_dir=None,  # tasks of a suite run in parallel: the per-task log holds the job
+    )
+
+
+def cmd_sft(args) -> int:
+    from ume.train.sft import train_sft
+
+    cfg = _config(args)
+    return _launched(
+        args,
+        train_sft,
+        cfg,
+        args.pairs,
+        args.reasoner,
+        args.out,
+        args.checkpoint_dir,
+        record_dir=args.out,
+        distributed=True,
+    )
+
+
+def cmd_egrl(args) -> int:
+    from ume.train.egrl import train_egrl
+
+    cfg = _config(args)
+    return _launched(
+        args,
+        train_egrl,
+        cfg,
+        args.rl,
+        args.reasoner,
+        args.embedder,
+        args.discriminator,
+        args.out,
+        args.checkpoint_dir,
+        record_dir=args.out,
+        distributed=True,
+    )
+
+
+def cmd_leaderboard(args) -> int:
+    from ume.report.leaderboard import build_leaderboard
+
+    cfg = _config(args)
+    runs = {cfg.run: args.eval_dir}
+    for name in cfg.eval.leaderboard_runs:
+        runs.setdefault(name, str(Path(cfg.results_dir) / name / "eval"))
+    for spec in args.runs or []:
+        name, _, folder = spec.partition("=")
+        runs[name] = folder
+    summary = build_leaderboard(runs, args.suites or cfg.eval.suites, args.out, cfg=cfg)
+    for suite, rows in summary["suites"].items():
+        for label, r in rows.items():
+            overall = "--" if r["overall"] is None else f"{r['overall']:.2f}"
+            state = "complete" if r["complete"] else f"INCOMPLETE ({len(r['missing'])} missing)"
+            print(f"{suite}: {label}: overall {overall} ({state})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ume", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    def stage(name: str, fn, help: str) -> argparse.ArgumentParser:
+    def stage(name: str, fn, help: str, config: bool = True) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help)
-        sp.add_argument("--config", nargs="+", required=True, help="config file(s), merged")
+        if config:
+            sp.add_argument("--config", nargs="+", required=True, help="config file(s), merged")
         sp.set_defaults(fn=fn)
+        return sp
+
+    def launched(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        """Options of a launched stage (what a rule's LAUNCH_ARGS pass; docs/cluster.md)."""
+        g = sp.add_argument_group("launch (in-process unless --launch says slurm)")
+        g.add_argument("--launch", nargs="+", help="config file(s) with the launch: section")
+        g.add_argument(
+            "--resources",
+            nargs="*",
+            metavar="NAME=N",
+            help="nodes, gpus (per node), cpus_per_task, mem_mb, runtime (min), tasks_per_node",
+        )
+        g.add_argument("--rule", help="the Snakemake rule, for messages")
+        g.add_argument("--log", help="the rule's log; job files go to <log without .log>.slurm/")
         return sp
 
     sp = sub.add_parser("schema", help="print or write the JSON schema of the config")
@@ -112,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_schema)
 
     stage("validate", cmd_validate, "load and check config files")
-    sp = stage("models", cmd_models, "build tiny models / record local backbones")
+    sp = launched(stage("models", cmd_models, "build tiny models / record local backbones"))
     sp.add_argument("--out", required=True, help="models folder (one subfolder per role)")
     sp.add_argument("--roles", nargs="*")
     sp = stage("data", cmd_data, "training pairs: synthetic or the paper's sources")
@@ -120,14 +252,46 @@ def build_parser() -> argparse.ArgumentParser:
     sp = stage("benchmark", cmd_benchmark, "write the synthetic benchmark in the real layouts")
     sp.add_argument("--out", required=True)
     for name, fn, inp in (("annotate", cmd_annotate, "pairs"), ("filter", cmd_filter, "tcot")):
-        sp = stage(name, fn, f"{name} stage of data construction")
+        sp = launched(stage(name, fn, f"{name} stage of data construction"))
         sp.add_argument(f"--{inp}", required=True)
         sp.add_argument("--out", required=True)
         sp.add_argument("--annotator", help="backbone.json of the annotator (backend hf)")
+    sp = launched(stage("toy", cmd_toy, "toy resumable stage (launcher checks)", config=False))
+    sp.add_argument("--out", required=True, help="final artifact (JSON)")
+    sp.add_argument("--checkpoint-dir", required=True)
+    sp.add_argument("--steps", type=int, default=10)
+    sp.add_argument("--sleep-s", type=float, default=0.0, help="seconds per step")
+    sp.add_argument("--fail-at", type=int, help="raise at this step (failure checks)")
     sp = stage("split", cmd_split, "split into contrastive and RL sets")
     sp.add_argument("--filtered", required=True)
     sp.add_argument("--contrastive", required=True)
     sp.add_argument("--rl", required=True)
+    sp = launched(stage("eval", cmd_eval, "evaluate tasks: reason, encode, rank, score"))
+    sp.add_argument("--suite", required=True, help="synth | mmeb | uvrb")
+    sp.add_argument("--task", nargs="+", required=True, help="task name(s) of the suite")
+    sp.add_argument("--out-dir", required=True, help="eval folder: <out-dir>/<variant>/<suite>/")
+    sp.add_argument("--root", help="benchmark root (default: eval.<suite>_root)")
+    sp.add_argument("--embedder", help="Embedder folder or base backbone.json")
+    sp.add_argument("--reasoner", help="Reasoner folder or backbone.json (variants with T-CoTs)")
+    sp.add_argument("--reasoner-no-egrl", help="Reasoner before EG-RL (variant no_egrl)")
+    sp.add_argument("--cache-dir", help="T-CoT/embedding caches ('none': no disk cache)")
+    sp = launched(stage("sft", cmd_sft, "cold-start SFT of the Reasoner on annotated T-CoTs"))
+    sp.add_argument("--pairs", required=True, help="annotated pairs (split or filter parquet)")
+    sp.add_argument("--reasoner", required=True, help="starting Reasoner (backbone.json/folder)")
+    sp.add_argument("--out", required=True, help="output folder: model/, backbone.json, logs")
+    sp.add_argument("--checkpoint-dir", help="resumption checkpoints (default <out>.checkpoints)")
+    sp = launched(stage("egrl", cmd_egrl, "EG-RL: GRPO of the Reasoner guided by the Embedder"))
+    sp.add_argument("--rl", required=True, help="RL pairs (split/rl.parquet)")
+    sp.add_argument("--reasoner", required=True, help="starting Reasoner (backbone.json/folder)")
+    sp.add_argument("--embedder", help="frozen Embedder folder (egrl.embedder_backend: local)")
+    sp.add_argument("--discriminator", help="Discriminator backbone.json/folder (local backend)")
+    sp.add_argument("--out", required=True, help="output folder: model/, backbone.json, logs")
+    sp.add_argument("--checkpoint-dir", help="resumption checkpoints (default <out>.checkpoints)")
+    sp = stage("leaderboard", cmd_leaderboard, "leaderboard tables, plot, submissions")
+    sp.add_argument("--eval-dir", required=True, help="this run's eval folder")
+    sp.add_argument("--out", required=True, help="output folder")
+    sp.add_argument("--suites", nargs="*", help="suites (default: eval.suites)")
+    sp.add_argument("--runs", nargs="*", metavar="NAME=DIR", help="more runs' eval folders")
     return p
 
 

@@ -222,24 +222,65 @@ class EmbedderTrainConfig:
     gradient_checkpointing: bool = _f(True, "recompute activations in backward")
     deepspeed: str | None = _f(None, "DeepSpeed config file (paper: ZeRO-2) or null")
     save_steps: int = _f(100, "checkpoint every this many steps (resume after interruption)")
+    max_grad_norm: float = _f(1.0, "clip the gradient norm to this (0: no clipping)")
+    dataloader_workers: int = _f(
+        0, "processes that build inputs (images, evidence crops, tokens) ahead of the step"
+    )
 
 
 @dataclass
 class SFTConfig:
     enabled: bool = _f(True, "cold-start SFT of the Reasoner (false: RL from the instruct model)")
+    data: Literal["contrastive", "annotated"] = _f(
+        "contrastive",
+        "T-CoTs to imitate: the contrastive split (RL pairs stay unseen when split.rule is "
+        "disjoint) or every annotated pair that passed the filter",
+    )
     lora: LoraConfig = _f(LoraConfig(), "LoRA of the Reasoner during SFT")
     epochs: float = _f(1.0, "passes over the annotated T-CoTs")
     max_steps: int | None = _f(None, "stop after this many steps (overrides epochs)")
     learning_rate: float = _f(1e-5, "learning rate")
     batch_size: int = _f(8, "examples per device step")
+    gradient_accumulation_steps: int = _f(1, "micro-batches per optimisation step")
     max_length: int = _f(4096, "token limit of prompt + completion")
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward")
+    save_steps: int = _f(200, "checkpoint every this many steps (resume after interruption)")
+
+
+# What the paper and its code release use, for every preset-dependent EG-RL key
+# (../shared/docs/method.md, stage 3). The group size G (paper 8, release 4) is set by the
+# preset files too, but not checked: small runs use small groups under either preset.
+EGRL_PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {
+        "format_weight": 0.05,
+        "process_weight": 0.8,
+        "outcome_weight": 0.2,
+        "format_variant": "tags+evidence",
+        "outcome_acc": "all_in_topk",
+        "process_value": "one",
+        "shuffle_candidates": True,
+    },
+    "release": {
+        "format_weight": 0.05,
+        "process_weight": 0.2,
+        "outcome_weight": 0.8,
+        "format_variant": "tags",
+        "outcome_acc": "fraction_half",
+        "process_value": "margin",
+        "shuffle_candidates": False,
+    },
+}
+EGRL_PRESET_GROUP_SIZE = {"paper": 8, "release": 4}
 
 
 @dataclass
 class EGRLConfig:
     enabled: bool = _f(True, "run EG-RL (false: the 'without EG-RL' ablation)")
-    preset: Literal["paper", "release"] = _f(
-        "paper", "reward formulas and weights of the paper or of its code release (method.md)"
+    preset: Literal["paper", "release", "custom"] = _f(
+        "paper",
+        "reward formulas and weights of the paper or of its code release (method.md); the "
+        "preset-dependent keys must then hold that preset's values (config/ablations/"
+        "release.yaml sets them all); 'custom' allows any mix",
     )
     num_generations: int = _f(8, "group size G: rollouts per query and per positive")
     format_weight: float = _f(0.05, "a: weight of the format reward")
@@ -260,16 +301,48 @@ class EGRLConfig:
     hard_negatives: int = _f(4, "hardest negatives shown to the Discriminator")
     use_process_reward: bool = _f(True, "false: the 'without process reward' ablation")
     use_outcome_reward: bool = _f(True, "false: the 'without outcome reward' ablation")
+    embedder_backend: Literal["local", "server"] = _f(
+        "local", "frozen Embedder in-process (local) or an OpenAI-compatible embeddings server"
+    )
+    embedder_server: ServerConfig = _f(
+        ServerConfig(), "the embeddings server (embedder_backend: server; /v1/embeddings)"
+    )
+    embed_batch_size: int = _f(16, "rollouts per Embedder forward (local backend)")
+    discriminator_backend: Literal["local", "server"] = _f(
+        "local", "frozen Discriminator in-process (local) or an OpenAI-compatible chat server"
+    )
+    discriminator_server: ServerConfig = _f(
+        ServerConfig(), "the chat server (discriminator_backend: server)"
+    )
+    discriminator_max_new_tokens: int = _f(8, "token limit of the Discriminator's answer")
+    discriminator_batch_size: int = _f(16, "prompts per Discriminator generate call (local)")
     learning_rate: float = _f(3e-6, "constant learning rate")
     beta: float = _f(0.01, "KL coefficient (low-variance KL estimator, not in the reward)")
     epsilon: float = _f(0.2, "PPO clip range")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = _f(
+        "dapo", "TRL loss aggregation; dapo = token mean over the batch (verl's token-mean)"
+    )
     temperature: float = _f(1.0, "sampling temperature of rollouts")
-    max_prompt_length: int = _f(4096, "prompt token limit")
+    max_prompt_length: int = _f(4096, "prompt token limit (vLLM: model length = prompt + rollout)")
     max_completion_length: int = _f(2048, "rollout token limit")
     epochs: float = _f(1.0, "passes over the RL set")
     max_steps: int | None = _f(None, "stop after this many steps (overrides epochs)")
     per_device_batch_size: int = _f(8, "pairs per device step (x G rollouts per side)")
-    use_vllm: bool = _f(False, "roll out through vLLM (GPU only)")
+    gradient_accumulation_steps: int = _f(
+        1, "micro-batches per optimisation step; rewards see all of them (one dataset)"
+    )
+    gradient_checkpointing: bool = _f(False, "recompute activations in backward")
+    use_vllm: bool = _f(False, "roll out through vLLM (used only where CUDA and vllm exist)")
+    vllm_mode: Literal["colocate", "server"] = _f(
+        "colocate", "vLLM in the training process, or a `trl vllm-serve` server"
+    )
+    vllm_server_url: str | None = _f(None, "base URL of the trl vllm-serve server (server mode)")
+    save_steps: int = _f(50, "checkpoint every this many steps (the rule resumes from the last)")
+    heldout_pairs_per_dataset: int = _f(
+        0,
+        "RL pairs per dataset kept out of training; the outcome reward of the starting and "
+        "the trained Reasoner on them is written to heldout.json (0: none)",
+    )
     lora: LoraConfig = _f(LoraConfig(), "LoRA of the Reasoner during EG-RL")
 
 
@@ -500,6 +573,8 @@ def _check(obj: Any, prefix: str) -> None:
             raise bad("hidden_size", "must be divisible by num_heads")
         if obj.num_heads % obj.num_kv_heads:
             raise bad("num_kv_heads", "must divide num_heads")
+    if isinstance(obj, EmbedderTrainConfig):
+        _check_train_embedder(obj, bad)
     if isinstance(obj, SyntheticConfig):
         for n in ("image_size", "doc_size", "num_frames", "train_pairs_per_dataset"):
             if getattr(obj, n) < 1:
@@ -514,8 +589,55 @@ def _check(obj: Any, prefix: str) -> None:
                 raise bad(n, "must be at least 1")
         if not obj.variants:
             raise bad("variants", "name at least one variant, e.g. [main]")
+    if isinstance(obj, SFTConfig | EGRLConfig):
+        for n in ("learning_rate", "gradient_accumulation_steps", "save_steps"):
+            if getattr(obj, n) <= 0:
+                raise bad(n, f"must be positive, got {getattr(obj, n)}")
+    if isinstance(obj, EGRLConfig):
+        _check_egrl(obj, bad)
     if isinstance(obj, Config) and not obj.run.replace("-", "").replace("_", "").isalnum():
         raise bad("run", f"{obj.run!r}: use letters, digits, '-' and '_' (it names a folder)")
+
+
+def _check_train_embedder(t: EmbedderTrainConfig, bad) -> None:
+    for n in ("global_batch_size", "sub_batch_size", "gradcache_chunk_size", "save_steps"):
+        if getattr(t, n) < 1:
+            raise bad(n, f"must be at least 1, got {getattr(t, n)}")
+    if t.global_batch_size % t.sub_batch_size:
+        raise bad(
+            "global_batch_size",
+            f"{t.global_batch_size} is not a multiple of sub_batch_size {t.sub_batch_size}",
+        )
+    if t.temperature <= 0:
+        raise bad("temperature", f"must be > 0, got {t.temperature}")
+    for n in ("max_video_sub_batches", "dataloader_workers", "max_grad_norm", "warmup_steps"):
+        if getattr(t, n) < 0:
+            raise bad(n, f"must be >= 0, got {getattr(t, n)}")
+    if t.max_steps is not None and t.max_steps < 1:
+        raise bad("max_steps", "must be at least 1 or null (run the epochs)")
+
+
+def _check_egrl(g: EGRLConfig, bad) -> None:
+    if g.num_generations < 2:
+        raise bad("num_generations", "GRPO needs at least 2 rollouts per group")
+    for n in ("per_device_batch_size", "hard_negatives", "max_completion_length"):
+        if getattr(g, n) < 1:
+            raise bad(n, f"must be at least 1, got {getattr(g, n)}")
+    if g.outcome_tau <= 0:
+        raise bad("outcome_tau", f"must be positive, got {g.outcome_tau}")
+    if g.heldout_pairs_per_dataset < 0:
+        raise bad("heldout_pairs_per_dataset", "must be 0 or more")
+    if g.preset in EGRL_PRESETS:
+        for key, want in EGRL_PRESETS[g.preset].items():
+            if getattr(g, key) != want:
+                raise bad(
+                    key,
+                    f"{getattr(g, key)!r} contradicts egrl.preset {g.preset!r} (which uses "
+                    f"{want!r}); layer config/ablations/{g.preset}.yaml to get every value of "
+                    "the preset, or set egrl.preset: custom to mix",
+                )
+    if g.use_vllm and g.vllm_mode == "server" and not g.vllm_server_url:
+        raise bad("vllm_server_url", "vllm_mode is 'server' but no server URL is given")
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

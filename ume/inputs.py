@@ -260,13 +260,17 @@ def collate(built: list[BuiltInput], processor, *, max_length: int | None = None
     batch = _process(processor, texts, built)
     if max_length is None:
         return batch
-    lengths = batch["attention_mask"].sum(1).tolist()
-    if max(lengths) <= max_length:
-        return batch
-    for i, n in enumerate(lengths):
-        if n > max_length:
-            texts[i] = render(_shorten(built[i], processor, n - max_length), processor)
-    return _process(processor, texts, built)
+    current = list(built)
+    for _ in range(3):  # re-tokenising after a cut can differ by a token or two
+        lengths = batch["attention_mask"].sum(1).tolist()
+        over = [i for i, n in enumerate(lengths) if n > max_length]
+        if not over:
+            break
+        for i in over:
+            current[i] = _shorten(current[i], processor, lengths[i] - max_length)
+            texts[i] = render(current[i], processor)
+        batch = _process(processor, texts, built)
+    return batch
 
 
 def _process(processor, texts: list[str], built: list[BuiltInput]) -> dict:

@@ -251,7 +251,9 @@ def test_stage_inputs_missing_or_corrupt_are_named(tmp_path):
 def test_oracle_conflicting_annotations_are_caught_by_the_oracle_judge():
     cfg = OracleConfig(wrong_evidence_rate=1.0, missing_evidence_rate=0.0, seed=3)
     ann = OracleAnnotator(cfg)
-    items = [Item("text", text=f"q{i}", gt={"description": "a red circle at the top"}) for i in range(40)]
+    items = [
+        Item("text", text=f"q{i}", gt={"description": "a red circle at the top"}) for i in range(40)
+    ]
     clean = OracleAnnotator(OracleConfig(0.0, 0.0)).tcot(items, ["query"] * 40)
     noisy = ann.tcot(items, ["candidate"] * 40)
     verdicts = ann.judge(list(zip(clean, noisy, strict=True)))

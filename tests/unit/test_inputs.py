@@ -270,5 +270,5 @@ def test_max_length_cuts_text_not_visuals(files, processor):
 
 
 def test_bad_mode_names_the_config_key(files):
-    with pytest.raises(ConfigError, match="train_embedder.tcot_input"):
+    with pytest.raises(ConfigError, match=r"train_embedder\.tcot_input"):
         build_input(image_item(files), tcot(), mode="thinking_only")

@@ -130,9 +130,8 @@ class EmbeddingCache:
         if self.dir is None:
             return
         stem = f"part-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        with atomic_path(self.dir / f"{stem}.npy") as tmp:
-            with open(tmp, "wb") as fh:
-                np.save(fh, vectors)
+        with atomic_path(self.dir / f"{stem}.npy") as tmp, open(tmp, "wb") as fh:
+            np.save(fh, vectors)
         write_text(self.dir / f"{stem}.keys", "\n".join(keys) + "\n")  # last: marks it complete
 
 
@@ -141,9 +140,16 @@ class CachedEncoder:
     """Embeddings through the cache; counts how often each key reached the Embedder."""
 
     def __init__(
-        self, embedder: Encoder, identity: str, cache: EmbeddingCache, *, batch_size: int = 16
+        self,
+        embedder: Encoder,
+        identity: str,
+        cache: EmbeddingCache,
+        *,
+        batch_size: int = 16,
+        flush_every: int = 4096,
     ) -> None:
         self.embedder = embedder
+        self.flush_every = max(1, flush_every)
         self.identity = identity
         self.cache = cache
         self.batch_size = batch_size
@@ -163,26 +169,31 @@ class CachedEncoder:
             raise ValueError(f"{len(items)} items but {len(tcots)} T-CoTs")
         if mode == "raw":
             tcots = [None] * len(items)
-        keys = [embedding_key(it, t, mode, self.identity) for it, t in zip(items, tcots, strict=True)]
+        keys = [
+            embedding_key(it, t, mode, self.identity) for it, t in zip(items, tcots, strict=True)
+        ]
         first: dict[str, int] = {}
         for i, k in enumerate(keys):
             first.setdefault(k, i)
         todo = [k for k in first if k not in self.cache]
         st = EncodeStats(requested=len(keys), unique=len(first))
         st.cached = st.unique - len(todo)
-        if todo:
+        for start in range(0, len(todo), self.flush_every):  # a flush per chunk: resumable
+            chunk = todo[start : start + self.flush_every]
             vecs = self.embedder.encode(
-                [items[first[k]] for k in todo],
-                [tcots[first[k]] for k in todo],
+                [items[first[k]] for k in chunk],
+                [tcots[first[k]] for k in chunk],
                 mode=mode,
                 batch_size=self.batch_size,
             )
             vecs = _to_numpy(vecs)
-            if vecs.shape[0] != len(todo):
-                raise DataError(f"the Embedder returned {vecs.shape[0]} vectors for {len(todo)} inputs")
-            self.cache.put(todo, vecs)
-            self.calls.update(todo)
-            st.encoded = len(todo)
+            if vecs.shape[0] != len(chunk):
+                raise DataError(
+                    f"the Embedder returned {vecs.shape[0]} vectors for {len(chunk)} inputs"
+                )
+            self.cache.put(chunk, vecs)
+            self.calls.update(chunk)
+            st.encoded += len(chunk)
         out = self.cache.get_many(keys) if keys else np.zeros((0, 0), np.float32)
         st.seconds = time.perf_counter() - t0
         if stats is not None:
@@ -217,13 +228,20 @@ def make_encoder(
 
     folder = resolve_model_folder(model_path)
     m = cfg.models.embedder
+    max_length = cfg.train_embedder.max_length
     embedder = Embedder.from_pretrained(
-        folder, dtype=m.dtype, attn_implementation=m.attn_implementation, role="embedder"
+        folder,
+        dtype=m.dtype,
+        attn_implementation=m.attn_implementation,
+        role="embedder",
+        max_length=max_length,
+        device=_device(),
     )
-    if (dev := _device()) is not None:
-        embedder.to(dev)
     identity = content_key(
-        "embedder", folder_identity(folder, identity_memo), code_identity(CODE_MODULES)
+        "embedder",
+        folder_identity(folder, identity_memo),
+        code_identity(CODE_MODULES),
+        {"dtype": m.dtype, "max_length": max_length},
     )
     cache = EmbeddingCache(cache_root, embedder_namespace(identity))
     return CachedEncoder(embedder, identity, cache, batch_size=cfg.eval.batch_size)

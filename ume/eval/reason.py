@@ -189,6 +189,29 @@ def _chat_size(chat: list[dict]) -> tuple[int, int]:
     return n_img, n_chr
 
 
+def control_tokens(tokenizer) -> list[str]:
+    """The tokenizer's special and added tokens (``<emb>``, vision pads, chat markers), the
+    T-CoT tags excepted, longest first."""
+    from ume.tcot.format import TAG_STRINGS
+
+    special = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    for tok in (getattr(tokenizer, "added_tokens_decoder", {}) or {}).values():
+        special.add(str(getattr(tok, "content", tok)))
+    return sorted((t for t in special if t and t not in TAG_STRINGS), key=len, reverse=True)
+
+
+def strip_tokens(text: str, tokens: Sequence[str]) -> str:
+    """``text`` without any of ``tokens`` (each replaced by a space), spaces squeezed.
+
+    >>> strip_tokens("a <|image_pad|>red<emb> car", ["<|image_pad|>", "<emb>"])
+    'a red car'
+    """
+    for t in tokens:
+        if t in text:
+            text = text.replace(t, " ")
+    return " ".join(text.split()) if tokens else text
+
+
 class HFReasoner:
     """A local transformers Reasoner: batched ``generate`` with left padding.
 
@@ -227,9 +250,16 @@ class HFReasoner:
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.seed = seed
-        self.params: dict[str, Any] = {"max_new_tokens": max_new_tokens, "temperature": temperature}
+        # "strip": generated control tokens (vision pads, <emb>, chat markers) are removed:
+        # in an Embedder input they would break the image-token count or the <emb> position.
+        self.params: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": temperature,
+            "strip": "special-v1",
+        }
         if temperature > 0:
             self.params["seed"] = seed
+        self._strip = control_tokens(self.processor.tokenizer)
 
     def count_tokens(self, text: str) -> int:
         return len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -250,7 +280,7 @@ class HFReasoner:
                 seed=self.seed + start,
             )
             for i, t in zip(idx, texts, strict=True):
-                out[i] = (t, self.count_tokens(t))
+                out[i] = (strip_tokens(t, self._strip), self.count_tokens(t))
         return out  # type: ignore[return-value]
 
 
@@ -344,7 +374,9 @@ def make_reasoner(
     """The Reasoner of ``cfg.eval`` (backend ``hf`` from ``model_path``, or ``server``)."""
     ev = cfg.eval
     if ev.reasoner_backend == "server":
-        return ServerReasoner(ev.server, max_new_tokens=ev.max_new_tokens, temperature=ev.temperature)
+        return ServerReasoner(
+            ev.server, max_new_tokens=ev.max_new_tokens, temperature=ev.temperature
+        )
     if model_path is None:
         raise ConfigError("eval.reasoner_backend 'hf' needs the Reasoner model (--reasoner)")
     from ume.eval.keys import folder_identity

@@ -113,7 +113,9 @@ def search(
     return scores, idx
 
 
-def brute_force_topk(queries: np.ndarray, corpus: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def brute_force_topk(
+    queries: np.ndarray, corpus: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray]:
     """The numpy reference of :func:`search` (exact): full score matrix, argpartition."""
     s = _as_f32(queries) @ _as_f32(corpus).T  # [Q, N]
     k = min(k, s.shape[1])
@@ -127,7 +129,10 @@ def brute_force_topk(queries: np.ndarray, corpus: np.ndarray, k: int) -> tuple[n
 def tie_order(ids: Sequence[str]) -> np.ndarray:
     """A fixed pseudo-random rank per id (the tie-break of :func:`rank_local`)."""
     return np.array(
-        [int.from_bytes(hashlib.blake2b(str(c).encode(), digest_size=8).digest(), "big") for c in ids],
+        [
+            int.from_bytes(hashlib.blake2b(str(c).encode(), digest_size=8).digest(), "big")
+            for c in ids
+        ],
         dtype=np.uint64,
     )
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,7 @@ class EvalContext:
     num_frames: int = 8
     on_bad_item: str = "error"
     scorer_compatible: bool = False
+    provenance: dict[str, Any] = field(default_factory=dict)  # models, commit, versions
 
 
 def evaluate_task(
@@ -201,7 +202,9 @@ def evaluate_task(
             index_kind = effective_kind(len(cids), ctx.index or IndexParams())
         rank_s = time.perf_counter() - t1
 
-        metrics = score_task(spec, rankings, task.qrels, ctx.ks, scorer_compatible=ctx.scorer_compatible)
+        metrics = score_task(
+            spec, rankings, task.qrels, ctx.ks, scorer_compatible=ctx.scorer_compatible
+        )
         rec = {
             **metrics,
             "task": spec.name,
@@ -212,6 +215,7 @@ def evaluate_task(
             "main_metric": spec.metric,
             "main_score": main_score(spec, metrics),
             "num_skipped": len(task.skipped),
+            "embedding_dimension": int(q_emb.shape[1]) if q_emb.ndim == 2 else 0,
             "skipped": task.skipped[:MAX_SKIPPED_LISTED],
             "notes": list(task.notes),
         }
@@ -248,6 +252,7 @@ def evaluate_task(
                     "seconds_per_query": rank_s / len(qids) if qids else 0.0,
                     "index": index_kind,
                 },
+                "provenance": ctx.provenance,
                 "seconds_per_item": {
                     "reasoning": rstats.seconds / n_items if n_items else 0.0,
                     "encoding": estats.seconds / n_items if n_items else 0.0,
@@ -305,7 +310,18 @@ def run_eval(
         scorer_compatible=ev.scorer_compatible,
     )
     if any(missing_reason(s, data_root) is None for s in specs):
+        from ume.io import git_commit, package_versions
+
         ctx.encoder, ctx.reasoners = load_models(cfg, variants, embedder, reasoners, cache_dir)
+        ctx.provenance = {
+            "embedder": {"path": str(embedder), "identity": ctx.encoder.identity},
+            "reasoners": {
+                role: {"path": str((reasoners or {}).get(role)), "identity": r.reasoner.identity}
+                for role, r in ctx.reasoners.items()
+            },
+            "git_commit": git_commit(),
+            "versions": package_versions(),
+        }
     return {s.name: evaluate_task(s, data_root, out_dir, variants, ctx) for s in specs}
 
 

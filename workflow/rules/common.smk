@@ -34,8 +34,32 @@ STAGE_SECTIONS = {
     "annotate": ["seed", "models", "annotate"],
     "filter": ["seed", "models", "annotate", "filter"],
     "split": ["seed", "split"],
+    "launch": ["launch"],
+    "eval": ["seed", "models", "train_embedder", "eval"],
+    "report": ["models", "train_embedder", "eval"],
 }
 
 
 def config_of(stage):
     return f"{R}/config/{stage}.json"
+
+
+# Launched rules (GPU stages; docs/cluster.md) run through ume/launch: in-process, or as a
+# SLURM job when launch.launcher is slurm (the slurm profile). The launch config is an ancient()
+# input, so switching launcher or partition never reruns a stage; the rule's resources and log
+# go to the CLI (messages name the job after its log: logs/<rule>.log -> <rule>). A launched rule declares resources nodes, gpus (per node), cpus_per_task,
+# mem_mb and runtime (minutes), takes `launch=LAUNCH_CONFIG` as input and ends its shell
+# command with LAUNCH_ARGS.
+LAUNCH_CONFIG = ancient(config_of("launch"))
+LAUNCH_ARGS = (
+    " --launch {input.launch} --log {log} --resources nodes={resources.nodes}"
+    " gpus={resources.gpus} cpus_per_task={resources.cpus_per_task}"
+    " mem_mb={resources.mem_mb} runtime={resources.runtime}"
+)
+# Real backbones (paper scale) or the tiny models of the embedded default: sizes jobs.
+REAL_MODELS = any(getattr(CFG.models, role).source == "path" for role in ROLES)
+
+
+def size(real, tiny):
+    """A resource value for real backbones, or for the tiny models (CPU, small)."""
+    return real if REAL_MODELS else tiny

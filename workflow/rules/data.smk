@@ -1,5 +1,8 @@
 # Data construction: pairs -> T-CoT annotation -> relevance filter -> contrastive / RL split.
 
+# The hf backend runs the annotator MLLM inside the (launched) job: one GPU at paper scale.
+ANNOTATOR_GPUS = size(1, 0) if "hf" in {CFG.annotate.backend, CFG.filter.backend} else 0
+
 
 rule prepare_pairs:
     """Training pairs: the synthetic generator or the paper's training sources."""
@@ -45,6 +48,7 @@ rule annotate_tcot:
         pairs=rules.prepare_pairs.output.pairs,
         media=rules.prepare_pairs.output.media,
         annotator=annotator_input,
+        launch=LAUNCH_CONFIG,
     output:
         tcot=f"{R}/annotate/tcot.parquet",
         manifest=f"{R}/annotate/manifest.json",
@@ -54,11 +58,19 @@ rule annotate_tcot:
         log_of("annotate_tcot"),
     benchmark:
         bench_of("annotate_tcot")
+    resources:
+        nodes=1,
+        gpus=ANNOTATOR_GPUS,
+        cpus_per_task=size(8, 1),
+        mem_mb=size(64000, 4000),
+        runtime=size(1440, 20),
     conda:
         CPU_ENV
     shell:
         "python -m ume annotate --config {input.config} --pairs {input.pairs} --out {output.tcot}"
-        " {params.annotator} 2> {log}"
+        " {params.annotator}"
+        + LAUNCH_ARGS
+        + " 2> {log}"
 
 
 rule relevance_filter:
@@ -67,6 +79,7 @@ rule relevance_filter:
         config=config_of("filter"),
         tcot=rules.annotate_tcot.output.tcot,
         annotator=annotator_input,
+        launch=LAUNCH_CONFIG,
     output:
         filtered=f"{R}/filter/filtered.parquet",
         manifest=f"{R}/filter/manifest.json",
@@ -76,11 +89,19 @@ rule relevance_filter:
         log_of("relevance_filter"),
     benchmark:
         bench_of("relevance_filter")
+    resources:
+        nodes=1,
+        gpus=ANNOTATOR_GPUS,
+        cpus_per_task=size(8, 1),
+        mem_mb=size(64000, 4000),
+        runtime=size(1440, 20),
     conda:
         CPU_ENV
     shell:
         "python -m ume filter --config {input.config} --tcot {input.tcot} --out {output.filtered}"
-        " {params.annotator} 2> {log}"
+        " {params.annotator}"
+        + LAUNCH_ARGS
+        + " 2> {log}"
 
 
 rule split_data:

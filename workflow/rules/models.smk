@@ -5,6 +5,7 @@ rule base_models:
     """Build the tiny models (source: tiny) or check local backbone folders (source: path)."""
     input:
         config=config_of("models"),
+        launch=LAUNCH_CONFIG,
     output:
         backbones=expand(f"{R}/models/base/{{role}}/backbone.json", role=ROLES),
         manifest=f"{R}/models/base/manifest.json",
@@ -14,10 +15,18 @@ rule base_models:
         log_of("base_models"),
     benchmark:
         bench_of("base_models")
+    resources:
+        nodes=1,
+        gpus=0,
+        cpus_per_task=size(4, 1),
+        mem_mb=size(16000, 4000),
+        runtime=size(60, 20),
     conda:
         CPU_ENV
     shell:
-        "python -m ume models --config {input.config} --out {params.out} 2> {log}"
+        "python -m ume models --config {input.config} --out {params.out}"
+        + LAUNCH_ARGS
+        + " 2> {log}"
 
 
 rule models:

@@ -1,0 +1,304 @@
+"""What the two Reasoner stages (cold-start SFT, EG-RL) share: prompts as TRL rows, the
+model folder they write, resumption, and the per-step training log (CSV + PNG).
+
+A Reasoner stage writes ``<out>/model/`` (a plain transformers folder: LoRA merged in, the
+processor beside it), ``<out>/backbone.json`` (what later stages read, the same record as
+the base models', :func:`ume.models.stage.read_backbone`), ``<out>/train_log.csv`` and
+``<out>/train_log.png``, and ``<out>/manifest.json``. Checkpoints go to a folder outside
+``<out>`` (:func:`checkpoint_dir`) while training and are removed once the model is saved; a
+stage started again after an interruption resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from ume.config import BackboneConfig, LoraConfig
+from ume.data.pairs import Item
+from ume.io import atomic_path, checksum, write_json, write_text
+from ume.tcot.prompts import tcot_messages
+
+log = logging.getLogger(__name__)
+
+ROLE_OF_SIDE = {"qry": "query", "pos": "candidate"}
+
+
+# --------------------------------------------------------------------------- prompts
+def prompt_and_images(item: Item, role: str) -> tuple[list[dict], list[str]]:
+    """The Reasoner's chat for ``item`` with image payloads moved out, in TRL's dataset form.
+
+    TRL fills ``{"type": "image"}`` placeholders, in order, from the ``images`` column;
+    keeping paths out of the chat also keeps the Arrow schema of the parts uniform.
+
+    >>> msgs, imgs = prompt_and_images(Item(modality="image", image="/a.png"), "query")
+    >>> msgs[1]["content"][0], imgs
+    ({'type': 'image'}, ['/a.png'])
+    """
+    msgs = tcot_messages(item, role)
+    images: list[str] = []
+    for m in msgs:
+        parts = []
+        for p in m["content"]:
+            if p.get("type") == "image":
+                images.append(p["image"])
+                parts.append({"type": "image"})
+            else:
+                parts.append({"type": "text", "text": p["text"]})
+        m["content"] = parts
+    return msgs, images
+
+
+def image_dataset(rows: list[dict[str, Any]]):
+    """A ``datasets.Dataset`` of ``rows`` whose ``images`` column (paths) decodes to PIL."""
+    from datasets import Dataset, Image, List
+
+    ds = Dataset.from_list(rows)
+    return ds.cast_column("images", List(Image()))
+
+
+# --------------------------------------------------------------------------- models
+def lora_peft_config(cfg: LoraConfig):
+    """peft LoRA on the language model's linear layers only (the vision tower stays frozen)."""
+    from peft import LoraConfig as PeftLoraConfig
+
+    names = "|".join(re.escape(m) for m in cfg.target_modules)
+    return PeftLoraConfig(
+        r=cfg.r,
+        lora_alpha=cfg.alpha,
+        lora_dropout=cfg.dropout,
+        target_modules=rf".*language_model\..*\.(?:{names})",
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def freeze_vision(model) -> None:
+    """Full fine-tuning trains the language model only, as LoRA does."""
+    inner = getattr(model, "model", None)
+    visual = getattr(inner, "visual", None)
+    if visual is not None:
+        for p in visual.parameters():
+            p.requires_grad_(False)
+
+
+def device_kwargs(bcfg: BackboneConfig) -> dict[str, Any]:
+    """TrainingArguments for this machine: CPU, or CUDA with the backbone's precision."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"use_cpu": True, "bf16": False, "fp16": False}
+    return {"bf16": bcfg.dtype == "bfloat16", "fp16": bcfg.dtype == "float16"}
+
+
+def save_reasoner(
+    model, processor, out_dir: str | Path, *, role: str, source: str, bcfg: BackboneConfig
+) -> dict[str, Any]:
+    """Merge LoRA (if any), write ``<out>/model`` atomically and ``<out>/backbone.json``."""
+    out_dir = Path(out_dir)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    with atomic_path(out_dir / "model", is_dir=True) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+    rec = {
+        "role": "reasoner",
+        "stage": role,
+        "source": source,
+        "family": getattr(model.config, "model_type", None),
+        "path": str((out_dir / "model").resolve()),
+        "dtype": bcfg.dtype,
+        "attn_implementation": bcfg.attn_implementation,
+        "weights_sha256": checksum(out_dir / "model"),
+    }
+    write_json(out_dir / "backbone.json", rec)
+    return rec
+
+
+def model_folder(path: str | Path) -> Path:
+    """The model folder a stage input points at (``backbone.json``, a stage folder holding
+    one, or a model folder); shared with evaluation."""
+    from ume.eval.reason import resolve_model_folder
+
+    return Path(resolve_model_folder(path))
+
+
+def checkpoint_dir(out_dir: str | Path, given: str | Path | None) -> Path:
+    """Where checkpoints go: ``given``, else beside the output folder (``<out>.checkpoints``),
+    never inside it (a workflow removes a failed job's output folder, and with it what
+    resumption needs)."""
+    out_dir = Path(out_dir)
+    return Path(given) if given else out_dir.with_name(out_dir.name + ".checkpoints")
+
+
+def last_checkpoint(folder: str | Path) -> str | None:
+    """The newest ``checkpoint-N`` under ``folder`` that holds a trainer state, or None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    cands = [
+        p
+        for p in folder.glob("checkpoint-*")
+        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
+    ]
+    if not cands:
+        return None
+    return str(max(cands, key=lambda p: int(p.name.split("-")[-1])))
+
+
+def drop_checkpoints(folder: str | Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- training log
+# Columns first in the CSV (others follow in sorted order).
+_FIRST = ("step", "wall_s", "loss", "reward", "reward_std")
+
+
+def train_log_callback(csv_path: str | Path, png_path: str | Path | None = None):
+    """A ``TrainerCallback`` writing one CSV row per logged step (and a PNG at the end).
+
+    Resumption-safe: at the start of training the rows already in the CSV up to the
+    resumed step are kept, later ones (logged after the last checkpoint) dropped.
+    """
+    import time
+
+    from transformers import TrainerCallback
+
+    class TrainLog(TrainerCallback):
+        def __init__(self) -> None:
+            self.rows: list[dict[str, float]] = []
+            self.t0 = time.time()
+            self.offset = 0.0
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.rows = [r for r in read_log(csv_path) if r.get("step", 0) <= state.global_step]
+            self.offset = self.rows[-1].get("wall_s", 0.0) if self.rows else 0.0
+            self.t0 = time.time()
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            logs = logs or {}
+            if "train_runtime" in logs or not any(
+                k in logs for k in ("loss", "reward", "train_loss")
+            ):
+                return
+            row = {"step": float(state.global_step)}
+            row["wall_s"] = round(self.offset + time.time() - self.t0, 3)
+            for k, v in logs.items():
+                if isinstance(v, int | float) and not isinstance(v, bool):
+                    row[k] = float(v)
+            self.rows.append(row)
+            write_log(csv_path, self.rows)
+
+        def on_train_end(self, args, state, control, **kw):
+            write_log(csv_path, self.rows)
+            if png_path is not None:
+                plot_log(self.rows, png_path)
+
+    return TrainLog()
+
+
+def write_log(path: str | Path, rows: list[dict[str, float]]) -> None:
+    keys = {k for r in rows for k in r}
+    cols = [c for c in _FIRST if c in keys] + sorted(keys - set(_FIRST))
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, restval="")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r.get(k, "") for k in cols})
+    write_text(path, buf.getvalue())
+
+
+def read_log(path: str | Path) -> list[dict[str, float]]:
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [
+            {k: float(v) for k, v in r.items() if v not in ("", None)} for r in csv.DictReader(f)
+        ]
+
+
+def plot_log(rows: list[dict[str, float]], png_path: str | Path) -> None:
+    """One panel per logged quantity family: rewards, length, KL, entropy, loss."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not rows:
+        return
+    steps = [r["step"] for r in rows]
+    panels: list[tuple[str, list[str]]] = []
+    keys = {k for r in rows for k in r}
+    reward_keys = sorted(k for k in keys if k.startswith("rewards/") and k.endswith("/mean"))
+    if "reward" in keys:
+        panels.append(("total reward", ["reward"]))
+    if reward_keys:
+        panels.append(("rewards (mean)", reward_keys))
+    for title, names in (
+        ("response length", ["completions/mean_length"]),
+        ("KL", ["kl"]),
+        ("entropy", ["entropy"]),
+        ("loss", ["loss"]),
+    ):
+        if any(n in keys for n in names):
+            panels.append((title, names))
+    n = len(panels)
+    cols = min(3, n)
+    rows_n = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.0 * rows_n), squeeze=False)
+    for ax, (title, names) in zip(axes.flat, panels, strict=False):
+        for name in names:
+            ys = [r.get(name, float("nan")) for r in rows]
+            ax.plot(
+                steps, ys, marker=".", label=name.removeprefix("rewards/").removesuffix("/mean")
+            )
+            std = name.replace("/mean", "/std") if name.endswith("/mean") else f"{name}_std"
+            if any(std in r for r in rows):
+                sd = [r.get(std, 0.0) for r in rows]
+                ax.fill_between(
+                    steps,
+                    [y - s for y, s in zip(ys, sd, strict=True)],
+                    [y + s for y, s in zip(ys, sd, strict=True)],
+                    alpha=0.2,
+                )
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        if len(names) > 1:
+            ax.legend(fontsize=7)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(png_path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def log_summary(rows: list[dict[str, float]], key: str = "reward", frac: float = 0.1) -> dict:
+    """Mean of ``key`` over the first and last ``frac`` of the logged steps (at least one).
+
+    >>> log_summary([{"step": i, "reward": float(i)} for i in range(1, 11)])
+    {'steps': 10, 'first_mean': 1.0, 'last_mean': 10.0}
+    """
+    vals = [r[key] for r in rows if key in r]
+    if not vals:
+        return {"steps": 0}
+    k = max(1, math.ceil(len(vals) * frac))
+    return {
+        "steps": len(vals),
+        "first_mean": sum(vals[:k]) / k,
+        "last_mean": sum(vals[-k:]) / k,
+    }
+
+
+def dump_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True)

@@ -1,0 +1,145 @@
+"""Cold-start SFT of the Reasoner on annotated T-CoTs (TRL ``SFTTrainer``).
+
+Each annotated pair gives two examples: the query side (role ``query``) and the positive side
+(role ``candidate``), each with the Reasoner prompt of its modality family
+(:func:`~ume.tcot.prompts.tcot_messages`), its image or frames, and the annotated T-CoT as
+the completion. Prompt-completion rows make TRL's loss completion-only.
+
+Data (``sft.data``): ``contrastive`` — the contrastive split, so that with
+``split.rule: disjoint`` the RL pairs stay unseen until EG-RL (the design card's choice);
+``annotated`` — every pair that passed the relevance filter. T-CoTs without the three tags in
+order are not imitated (counted in the manifest).
+
+>>> train_sft(cfg, "results/default/split/contrastive.parquet",            # doctest: +SKIP
+...           "results/default/models/base/reasoner/backbone.json",
+...           "results/default/models/reasoner-sft")
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from ume.config import Config
+from ume.data.pairs import Item
+from ume.errors import DataError
+from ume.io import Manifest
+from ume.tcot.format import check_format
+from ume.train import reasoner as R
+
+log = logging.getLogger(__name__)
+
+
+def sft_rows(df: pd.DataFrame) -> tuple[list[dict], dict[str, int]]:
+    """Prompt/completion/images rows of both sides of every pair, and what was skipped."""
+    rows, skipped = [], {"no_tcot": 0, "bad_format": 0}
+    for r in df.to_dict("records"):
+        for side, role in R.ROLE_OF_SIDE.items():
+            tcot = r.get(f"{side}_tcot")
+            if not isinstance(tcot, str) or not tcot.strip():
+                skipped["no_tcot"] += 1
+                continue
+            if not check_format(tcot, variant="tags"):
+                skipped["bad_format"] += 1
+                continue
+            prompt, images = R.prompt_and_images(Item.from_row(r, side), role)
+            completion = [{"role": "assistant", "content": [{"type": "text", "text": tcot}]}]
+            rows.append({"prompt": prompt, "completion": completion, "images": images})
+    return rows, skipped
+
+
+def train_sft(
+    cfg: Config,
+    pairs_path: str | Path,
+    reasoner: str | Path,
+    out_dir: str | Path,
+    checkpoints: str | Path | None = None,
+) -> dict:
+    """Train, merge and save the SFT Reasoner to ``out_dir``; returns the backbone record.
+
+    ``reasoner``: the starting Reasoner (``backbone.json`` or model folder);
+    ``checkpoints``: resumption folder (default :func:`~ume.train.reasoner.checkpoint_dir`).
+    """
+    from trl import SFTConfig as TRLSFTConfig
+    from trl import SFTTrainer
+
+    from ume.models.backbone import load_backbone
+
+    s = cfg.sft
+    out_dir = Path(out_dir)
+    manifest = Manifest("sft_reasoner", cfg.sections(), [pairs_path])
+    try:
+        df = pd.read_parquet(pairs_path)
+    except Exception as e:
+        raise DataError(f"{pairs_path}: cannot read the annotated pairs ({e})") from e
+    for col in ("qry_tcot", "pos_tcot"):
+        if col not in df.columns:
+            raise DataError(f"{pairs_path}: no {col} column; SFT needs annotated pairs")
+    rows, skipped = sft_rows(df)
+    if not rows:
+        raise DataError(f"{pairs_path}: no usable annotated T-CoT to imitate ({skipped})")
+    start = R.model_folder(reasoner)
+    bcfg = cfg.models.reasoner
+    model, processor = load_backbone(
+        start, dtype=bcfg.dtype, attn_implementation=bcfg.attn_implementation, role="reasoner"
+    )
+    model.train()
+    peft_config = R.lora_peft_config(s.lora) if s.lora.enabled else None
+    if peft_config is None:
+        R.freeze_vision(model)
+    ckpt = R.checkpoint_dir(out_dir, checkpoints)
+    args = TRLSFTConfig(
+        output_dir=str(ckpt),
+        per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.gradient_accumulation_steps,
+        num_train_epochs=s.epochs,
+        max_steps=s.max_steps if s.max_steps is not None else -1,
+        learning_rate=s.learning_rate,
+        max_length=s.max_length,
+        gradient_checkpointing=s.gradient_checkpointing,
+        logging_steps=1,
+        save_strategy="steps",
+        save_steps=s.save_steps,
+        save_total_limit=2,
+        report_to=[],
+        seed=cfg.seed,
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        **R.device_kwargs(bcfg),
+    )
+    trainer = SFTTrainer(
+        model=model,
+        processing_class=processor,
+        args=args,
+        train_dataset=R.image_dataset(rows),
+        peft_config=peft_config,
+        callbacks=[R.train_log_callback(out_dir / "train_log.csv", out_dir / "train_log.png")],
+    )
+    resume = R.last_checkpoint(ckpt)
+    if resume:
+        log.info("resuming SFT from %s", resume)
+    t0 = time.time()
+    result = trainer.train(resume_from_checkpoint=resume)
+    seconds = time.time() - t0
+    rec = R.save_reasoner(trainer.model, processor, out_dir, role="sft", source="sft", bcfg=bcfg)
+    R.drop_checkpoints(ckpt)
+    rows_log = R.read_log(out_dir / "train_log.csv")
+    manifest.record(
+        examples=len(rows),
+        skipped=skipped,
+        pairs=len(df),
+        steps=trainer.state.global_step,
+        resumed_from=resume,
+        train_seconds=round(seconds, 2),
+        seconds_per_step=round(seconds / max(1, trainer.state.global_step), 3),
+        train_loss=result.training_loss,
+        loss=R.log_summary(rows_log, "loss"),
+        lora=s.lora.enabled,
+        start_model=str(start),
+        backbone=rec,
+    )
+    manifest.write(out_dir)
+    return rec

@@ -1,0 +1,50 @@
+# Leaderboards from the per-task score files: published baselines and this run (plus
+# eval.leaderboard_runs) side by side, variants as rows; shown in `snakemake --report`.
+LEADERBOARD = f"{R}/leaderboard"
+
+
+rule leaderboard:
+    """Markdown/HTML/CSV tables, bar chart, MMEB submission JSONs, notes on published tables."""
+    input:
+        config=config_of("report"),
+        scores=rules.eval.input,
+    output:
+        md=f"{LEADERBOARD}/leaderboard.md",
+        html=report(
+            f"{LEADERBOARD}/leaderboard.html",
+            category="Leaderboard",
+            labels={"table": "all suites"},
+        ),
+        png=report(
+            f"{LEADERBOARD}/leaderboard.png",
+            category="Leaderboard",
+            labels={"figure": "scores by category"},
+        ),
+        tables=[
+            report(
+                f"{LEADERBOARD}/{suite}_{kind}.csv",
+                category="Leaderboard",
+                subcategory="CSV tables",
+                labels={"suite": suite, "table": kind},
+            )
+            for suite in CFG.eval.suites
+            for kind in ("categories", "tasks")
+        ],
+        summary=f"{LEADERBOARD}/summary.json",
+        submissions=directory(f"{LEADERBOARD}/submissions"),
+    params:
+        eval_dir=lambda w, input: str(Path(input.scores[0]).parents[2]),
+        out=lambda w, output: os.path.dirname(output.md),
+    log:
+        log_of("leaderboard"),
+    conda:
+        CPU_ENV
+    shell:
+        "python -m ume leaderboard --config {input.config} --eval-dir {params.eval_dir}"
+        " --out {params.out} 2> {log}"
+
+
+rule leaderboards:
+    """Target: the leaderboard."""
+    input:
+        rules.leaderboard.output,
