@@ -28,6 +28,8 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/config.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/embedder.smk"
+include: "workflow/rules/reasoner.smk"
 include: "workflow/rules/eval.smk"
 include: "workflow/rules/report.smk"
 
@@ -37,5 +39,7 @@ rule all:
     input:
         rules.models.input,
         rules.data.input,
+        rules.embedder.input,
+        rules.reasoner.input,
         rules.eval.input,
         rules.leaderboards.input,

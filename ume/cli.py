@@ -117,8 +117,10 @@ def cmd_filter(args) -> int:
 
 
 def cmd_toy(args) -> int:
-    from ume.launch.toy import toy_stage
+    from ume.launch.toy import toy_allreduce, toy_stage
 
+    if args.distributed:
+        return _launched(args, toy_allreduce, args.out, record_dir=None, distributed=True)
     return _launched(
         args,
         toy_stage,
@@ -155,6 +157,24 @@ def cmd_eval(args) -> int:
         reasoners={"main": args.reasoner, "no_egrl": args.reasoner_no_egrl},
         cache_dir=None if cache == "none" else cache,
         record_dir=None,  # tasks of a suite run in parallel: the per-task log holds the job
+    )
+
+
+def cmd_train_embedder(args) -> int:
+    from ume.train.contrastive import train_embedder
+
+    cfg = _config(args)
+    return _launched(
+        args,
+        train_embedder,
+        cfg,
+        args.contrastive,
+        args.embedder,
+        args.out,
+        args.checkpoint_dir,
+        datasets_json=args.datasets,
+        record_dir=args.out,
+        distributed=True,
     )
 
 
@@ -262,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--steps", type=int, default=10)
     sp.add_argument("--sleep-s", type=float, default=0.0, help="seconds per step")
     sp.add_argument("--fail-at", type=int, help="raise at this step (failure checks)")
+    sp.add_argument("--distributed", action="store_true", help="all-reduce over the job's tasks")
     sp = stage("split", cmd_split, "split into contrastive and RL sets")
     sp.add_argument("--filtered", required=True)
     sp.add_argument("--contrastive", required=True)
@@ -275,6 +296,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reasoner", help="Reasoner folder or backbone.json (variants with T-CoTs)")
     sp.add_argument("--reasoner-no-egrl", help="Reasoner before EG-RL (variant no_egrl)")
     sp.add_argument("--cache-dir", help="T-CoT/embedding caches ('none': no disk cache)")
+    sp = launched(
+        stage("train-embedder", cmd_train_embedder, "contrastive training of the Embedder")
+    )
+    sp.add_argument("--contrastive", required=True, help="pairs (split/contrastive.parquet)")
+    sp.add_argument("--embedder", required=True, help="base Embedder backbone.json")
+    sp.add_argument("--datasets", help="per-dataset sampling weights (data/datasets.json)")
+    sp.add_argument("--out", required=True, help="output folder: model/, curves, manifest")
+    sp.add_argument("--checkpoint-dir", help="resumption checkpoints (default <out>.checkpoints)")
     sp = launched(stage("sft", cmd_sft, "cold-start SFT of the Reasoner on annotated T-CoTs"))
     sp.add_argument("--pairs", required=True, help="annotated pairs (split or filter parquet)")
     sp.add_argument("--reasoner", required=True, help="starting Reasoner (backbone.json/folder)")

@@ -352,7 +352,7 @@ class EvalIndexConfig:
         "exact", "exact inner product (IndexFlatIP) or an approximate index for large corpora"
     )
     min_corpus: int = _f(100000, "use the approximate kind only for corpora at least this large")
-    ivf_nlist: int | None = _f(None, "IVF lists (null: about 4 * sqrt(corpus size))")
+    ivf_nlist: int | None = _f(None, "IVF lists (null: about sqrt(corpus size))")
     ivf_nprobe: int = _f(32, "IVF lists searched per query")
     hnsw_m: int = _f(32, "HNSW links per node")
     hnsw_ef_construction: int = _f(80, "HNSW build-time search depth")

@@ -25,6 +25,7 @@ CONF = Path("/etc/slurm/slurm.conf")
 BIN = Path(__file__).resolve().parent / "bin"  # the sacct stand-in
 DEFAULT_STATE = Path("/tmp/ume-slurm")
 PARTITION = "debug"
+MARK = "written by scripts/slurm/local_cluster.py"
 
 
 def install(timeout: float = 300) -> float:
@@ -44,7 +45,7 @@ def install(timeout: float = 300) -> float:
 def write_conf(state: Path) -> str:
     cpus = os.cpu_count() or 1
     mem_mb = _mem_total_mb() * 8 // 10  # slurmd drains a node that has less than it claims
-    text = f"""# written by scripts/slurm/local_cluster.py: a one-node test cluster
+    text = f"""# {MARK}: a one-node test cluster
 ClusterName=ume-local
 SlurmctldHost=localhost
 SlurmUser=root
@@ -108,6 +109,9 @@ def start(state: Path = DEFAULT_STATE, timeout: float = 60) -> dict[str, int]:
     """Start munged, slurmctld and slurmd; wait until the node is idle. Returns their pids."""
     install()
     state = Path(state)
+    previous = _previous_state()
+    if previous is not None:  # a cluster this script started before (maybe still running)
+        stop(previous)
     if state.exists():
         stop(state)
         shutil.rmtree(state, ignore_errors=True)
@@ -139,6 +143,15 @@ def start(state: Path = DEFAULT_STATE, timeout: float = 60) -> dict[str, int]:
         log = (state / "slurmctld.log").read_text()[-2000:]
         raise RuntimeError(f"the local SLURM node did not become idle in {timeout}s:\n{log}")
     return pids(state)
+
+
+def _previous_state() -> Path | None:
+    if not CONF.exists() or MARK not in CONF.read_text():
+        return None
+    for line in CONF.read_text().splitlines():
+        if line.startswith("SlurmctldPidFile="):
+            return Path(line.split("=", 1)[1]).parent
+    return None
 
 
 def pids(state: Path = DEFAULT_STATE) -> dict[str, int]:

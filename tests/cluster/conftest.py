@@ -21,7 +21,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-MARK = "written by scripts/slurm/local_cluster.py"
 
 
 def _local_cluster():
@@ -41,8 +40,13 @@ class Cluster:
         self.env["PATH"] = os.pathsep.join([str(mod.BIN), str(venv_bin), os.environ["PATH"]])
 
     def squeue(self, *args: str) -> str:
-        res = subprocess.run(["squeue", "-h", "-t", "all", *args], capture_output=True,
-                             text=True, env=self.env, timeout=30)  # fmt: skip
+        res = subprocess.run(
+            ["squeue", "-h", "-t", "all", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=30,
+        )
         return res.stdout.strip()
 
 
@@ -52,7 +56,11 @@ def slurm():
         pytest.skip("the cluster tier needs root: it installs and starts a local SLURM")
     mod = _local_cluster()
     conf = mod.CONF
-    if conf.exists() and MARK not in conf.read_text() and os.environ.get("UME_CLUSTER_TESTS") != "force":
+    if (
+        conf.exists()
+        and mod.MARK not in conf.read_text()
+        and os.environ.get("UME_CLUSTER_TESTS") != "force"
+    ):
         pytest.skip(f"{conf} exists and was not written by the test tier: not touching this SLURM")
     if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
         pytest.skip("no SLURM and no apt-get to install it")

@@ -22,12 +22,28 @@ CASES = [
     ([[1, 0], [0, 1]], [[1, 0], [0, 1]], None, 0.5, math.log1p(math.exp(-2)), None, None, 1.0),
     ([[1, 0], [0, 1]], [[0, 1], [1, 0]], None, 1.0, math.log1p(math.e), None, None, 0.0),
     # asymmetric: both targets equal the first query
-    ([[1, 0], [0, 1]], [[1, 0], [1, 0]], None, 1.0, (L2 + (L1 + math.log1p(math.e)) / 2) / 2,
-     L2, (L1 + math.log1p(math.e)) / 2, None),
+    (
+        [[1, 0], [0, 1]],
+        [[1, 0], [1, 0]],
+        None,
+        1.0,
+        (L2 + (L1 + math.log1p(math.e)) / 2) / 2,
+        L2,
+        (L1 + math.log1p(math.e)) / 2,
+        None,
+    ),
     # a hard negative identical to the positive: q->t gets log 2, t->q is untouched
     ([[1, 0]], [[1, 0]], [[1, 0]], 1.0, L2 / 2, L2, 0.0, None),
-    ([[1, 0], [0, 1]], [[1, 0], [0, 1]], [[0, 1]], 1.0, None,
-     (math.log(1 + 2 * math.exp(-1)) + math.log(2 + math.exp(-1))) / 2, L1, None),
+    (
+        [[1, 0], [0, 1]],
+        [[1, 0], [0, 1]],
+        [[0, 1]],
+        1.0,
+        None,
+        (math.log(1 + 2 * math.exp(-1)) + math.log(2 + math.exp(-1))) / 2,
+        L1,
+        None,
+    ),
 ]
 
 
@@ -35,9 +51,18 @@ CASES = [
 def test_info_nce_matches_hand_computed_values(case):
     q, t, n, temp, loss, q2t, t2q, acc = case
     n = torch.tensor(n, dtype=torch.float) if n is not None else None
-    out = info_nce(torch.tensor(q, dtype=torch.float), torch.tensor(t, dtype=torch.float),
-                   temperature=temp, hard_negatives=n)
-    for want, got in ((loss, out.loss), (q2t, out.loss_q2t), (t2q, out.loss_t2q), (acc, out.accuracy)):
+    out = info_nce(
+        torch.tensor(q, dtype=torch.float),
+        torch.tensor(t, dtype=torch.float),
+        temperature=temp,
+        hard_negatives=n,
+    )
+    for want, got in (
+        (loss, out.loss),
+        (q2t, out.loss_q2t),
+        (t2q, out.loss_t2q),
+        (acc, out.accuracy),
+    ):
         if want is not None:
             assert float(got) == pytest.approx(want, abs=1e-6)
 
@@ -48,7 +73,9 @@ def test_info_nce_is_symmetric_and_matches_the_textbook_formula():
     t = F.normalize(torch.randn(6, 5), dim=-1)
     out = info_nce(q, t, temperature=0.02)
     logits = q @ t.T / 0.02
-    ref = (F.cross_entropy(logits, torch.arange(6)) + F.cross_entropy(logits.T, torch.arange(6))) / 2
+    ref = (
+        F.cross_entropy(logits, torch.arange(6)) + F.cross_entropy(logits.T, torch.arange(6))
+    ) / 2
     assert torch.allclose(out.loss, ref, atol=1e-6)
     swapped = info_nce(t, q, temperature=0.02)  # swapping sides swaps the two directions
     assert torch.allclose(swapped.loss, out.loss, atol=1e-6)
@@ -93,8 +120,14 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
         out = info_nce(ql, tl, temperature=0.05, hard_negatives=nl)
         out.loss.backward()
         torch.save(
-            {"loss": out.loss.detach(), "acc": out.accuracy, "scale": ddp_loss_scale(),
-             "gq": ql.grad, "gt": tl.grad, "gn": nl.grad},
+            {
+                "loss": out.loss.detach(),
+                "acc": out.accuracy,
+                "scale": ddp_loss_scale(),
+                "gq": ql.grad,
+                "gt": tl.grad,
+                "gn": nl.grad,
+            },
             os.path.join(out_dir, f"rank{rank}.pt"),
         )
     finally:
@@ -104,8 +137,9 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
 def test_gather_across_two_processes_gives_the_full_batch_loss_and_local_gradients(tmp_path):
     import torch.multiprocessing as mp
 
-    mp.start_processes(_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=W,
-                       start_method="spawn")
+    mp.start_processes(
+        _worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=W, start_method="spawn"
+    )
     q, t, n = (x.clone().requires_grad_() for x in _full_batch())
     ref = info_nce(q, t, temperature=0.05, hard_negatives=n)
     ref.loss.backward()

@@ -115,8 +115,10 @@ def test_num_steps():
 def test_processes_get_disjoint_equal_slices_of_each_global_batch():
     df = _frame({"a": 30, "b": 5, "c": 50})
     full = list(_sampler(df, global_batch_size=12, sub_batch_size=4))
-    shards = [list(_sampler(df, global_batch_size=12, sub_batch_size=4, rank=r, world_size=2))
-              for r in range(2)]
+    shards = [
+        list(_sampler(df, global_batch_size=12, sub_batch_size=4, rank=r, world_size=2))
+        for r in range(2)
+    ]
     for step, batch in enumerate(full):
         a, b = shards[0][step], shards[1][step]
         assert len(a) == len(b) == len(batch) // 2

@@ -118,7 +118,16 @@ class EmbeddingCache:
         """Rows of ``keys`` (all must be present) as one float32 array [len(keys), D]."""
         if not keys:
             return np.zeros((0, 0), np.float32)
-        return np.stack([np.asarray(self._shards[s][r]) for s, r in map(self._where.get, keys)])
+        where = [self._where[k] for k in keys]
+        out = np.empty((len(keys), self._shards[where[0][0]].shape[1]), np.float32)
+        by_shard: dict[int, tuple[list[int], list[int]]] = {}
+        for i, (s, r) in enumerate(where):
+            pos, rows = by_shard.setdefault(s, ([], []))
+            pos.append(i)
+            rows.append(r)
+        for s, (pos, rows) in by_shard.items():  # one fancy-indexed read per shard
+            out[pos] = self._shards[s][rows]
+        return out
 
     def put(self, keys: list[str], vectors: np.ndarray) -> None:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)

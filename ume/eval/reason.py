@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from ume.data.pairs import Item
 from ume.errors import ConfigError, UmeError
 from ume.eval.keys import chat_fingerprint, content_key
-from ume.io import write_jsonl
+from ume.io import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
@@ -79,19 +79,34 @@ class Reasoner(Protocol):
 class TCoTCache:
     """Content-keyed T-CoTs on disk: ``<root>/<namespace>/part-*.jsonl`` (or memory only).
 
-    Each line is ``{"key", "tcot", "tokens"}``. All shards of the namespace are read at start;
-    :meth:`put` writes one new shard atomically.
+    Each shard line is ``{"key", "tcot", "tokens"}``; beside each shard an index
+    ``part-*.idx`` (``key offset length tokens`` per line, written last) lets a process read
+    only the keys at start and fetch a T-CoT's text when it is asked for: a task never reads
+    the T-CoTs of every other task (8B Reasoners write kilobytes per item). A shard without
+    its index (written by an interrupted process, or by hand) is read whole.
+    :meth:`put` writes one new shard and its index, each atomically.
     """
 
     def __init__(self, root: str | os.PathLike | None, namespace: str) -> None:
         self.dir = Path(root) / namespace if root is not None else None
         self._mem: dict[str, tuple[str, int]] = {}
+        self._where: dict[str, tuple[Path, int, int, int]] = {}  # key -> shard, offset, len, tokens
         self.shards_read = 0
         if self.dir is not None and self.dir.is_dir():
             for shard in sorted(self.dir.glob("part-*.jsonl")):
                 self._read(shard)
 
     def _read(self, shard: Path) -> None:
+        idx = shard.with_suffix(".idx")
+        if idx.is_file():
+            try:
+                for line in idx.read_text(encoding="utf-8").splitlines():
+                    key, off, length, tokens = line.split()
+                    self._where[key] = (shard, int(off), int(length), int(tokens))
+                self.shards_read += 1
+                return
+            except ValueError:
+                log.warning("%s: unreadable index; reading the shard instead", idx)
         with open(shard, encoding="utf-8") as fh:
             for n, line in enumerate(fh, start=1):
                 try:
@@ -102,24 +117,43 @@ class TCoTCache:
         self.shards_read += 1
 
     def __contains__(self, key: str) -> bool:
-        return key in self._mem
+        return key in self._mem or key in self._where
 
     def __len__(self) -> int:
-        return len(self._mem)
+        return len(self._mem.keys() | self._where.keys())
 
     def get(self, key: str) -> tuple[str, int] | None:
-        return self._mem.get(key)
+        if key in self._mem:
+            return self._mem[key]
+        where = self._where.get(key)
+        if where is None:
+            return None
+        shard, off, length, tokens = where
+        with open(shard, "rb") as fh:
+            fh.seek(off)
+            rec = json.loads(fh.read(length))
+        self._mem[key] = (rec["tcot"], tokens)
+        return self._mem[key]
 
     def put(self, entries: dict[str, tuple[str, int]]) -> Path | None:
-        """Add entries; write them as one new shard (atomic). Returns the shard path."""
+        """Add entries; write them as one new shard + index (atomic). Returns the shard."""
         if not entries:
             return None
         self._mem.update(entries)
         if self.dir is None:
             return None
-        name = f"part-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-        rows = [{"key": k, "tcot": t, "tokens": n} for k, (t, n) in entries.items()]
-        return write_jsonl(self.dir / name, rows)
+        stem = f"part-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        lines, index, off = [], [], 0
+        for k, (t, n) in entries.items():
+            line = (json.dumps({"key": k, "tcot": t, "tokens": n}, sort_keys=True) + "\n").encode()
+            lines.append(line)
+            index.append(f"{k} {off} {len(line)} {n}")
+            off += len(line)
+        shard = self.dir / f"{stem}.jsonl"
+        with atomic_path(shard) as tmp:
+            tmp.write_bytes(b"".join(lines))
+        write_text(self.dir / f"{stem}.idx", "\n".join(index) + "\n")  # last: marks it indexed
+        return shard
 
 
 def cache_namespace(identity: str, params: dict[str, Any]) -> str:

@@ -32,7 +32,7 @@ import numpy as np
 class IndexParams:
     kind: str = "exact"  # "exact" | "ivf" | "hnsw"
     min_corpus: int = 100_000  # approximate kinds only from this corpus size on
-    ivf_nlist: int | None = None  # None: about 4 * sqrt(N)
+    ivf_nlist: int | None = None  # None: about sqrt(N)
     ivf_nprobe: int = 32
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
@@ -80,7 +80,7 @@ def build_index(corpus: np.ndarray, params: IndexParams | None = None):
         index.add(corpus)
         return index  # HNSW has no GPU version
     if kind == "ivf":
-        nlist = params.ivf_nlist or max(1, int(4 * math.sqrt(n)))
+        nlist = min(n, params.ivf_nlist or max(1, int(math.sqrt(n))))
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
         # train on a sample: k-means over 1M vectors is needless; ~64 points per list suffice

@@ -86,13 +86,23 @@ def outputs(out_dir: str | Path, variant: str, suite: str, task: str) -> dict[st
 
 def missing_reason(spec: Any, root: str | Path | None) -> str | None:
     """Why ``spec``'s files cannot be read under ``root`` (None when its folder exists)."""
-    from ume.data.benchmarks import task_dir
+    from ume.data.benchmarks import VIDEO_KINDS, task_dir
 
     if root is None:
         return f"no data root is configured for suite {spec.suite!r} (eval.{spec.suite}_root)"
-    folder = task_dir(spec.layout, spec.data_name or spec.name, Path(root))
-    if not folder.is_dir():
-        return f"task {spec.name} missing at {folder}"
+    root = Path(root)
+    name = spec.data_name or spec.name
+    folders = [task_dir(spec.layout, name, root)]
+    # the media of a task live apart from its table: a task without them is missing too
+    if spec.layout == "mmeb_image":
+        folders.append(root / "mmeb" / "image-tasks")
+    elif spec.layout in VIDEO_KINDS:
+        data_path = spec.data_path or ""
+        frames = Path(data_path).name if "/frames/" in f"/{data_path}" else name
+        folders.append(root / "mmeb" / "video-tasks" / "frames" / VIDEO_KINDS[spec.layout] / frames)
+    for folder in folders:
+        if not folder.is_dir():
+            return f"task {spec.name} missing at {folder}"
     return None
 
 
@@ -164,7 +174,7 @@ def evaluate_task(
     cids = list(task.candidates)
     c_items = [task.candidates[c] for c in cids]
     row = {c: i for i, c in enumerate(cids)}
-    k_max = max(ctx.ks)
+    k_max = max(*ctx.ks, int(spec.metric.split("@")[1]))  # rank deep enough for every metric
     results = {}
     for v in order:
         var = VARIANTS[v]
@@ -336,17 +346,23 @@ def load_models(
     from ume.eval.encode import make_encoder
     from ume.eval.reason import TCoTCache, cache_namespace, make_reasoner
 
-    if embedder is None:
-        raise ConfigError("evaluation needs the Embedder (--embedder)")
-    cache = Path(cache_dir) if cache_dir is not None else None
-    memo = cache / "identity" if cache is not None else None
-    encoder = make_encoder(cfg, embedder, cache / "emb" if cache else None, identity_memo=memo)
     main_mode = cfg.train_embedder.tcot_input
     roles = [
         VARIANTS[v].reasoner
         for v in variants
         if VARIANTS[v].reasoner is not None and (VARIANTS[v].mode or main_mode) != "raw"
     ]
+    if "no_egrl" in roles and cfg.eval.reasoner_backend == "server":
+        raise ConfigError(
+            "eval.variants: no_egrl needs the Reasoner before EG-RL, but eval.reasoner_backend "
+            "is 'server' (one served model); evaluate that ablation as its own run "
+            "(config/ablations/no_egrl.yaml) or use reasoner_backend: hf"
+        )
+    if embedder is None:
+        raise ConfigError("evaluation needs the Embedder (--embedder)")
+    cache = Path(cache_dir) if cache_dir is not None else None
+    memo = cache / "identity" if cache is not None else None
+    encoder = make_encoder(cfg, embedder, cache / "emb" if cache else None, identity_memo=memo)
     out: dict[str, CachedReasoner] = {}
     for role in dict.fromkeys(roles):
         path = (reasoners or {}).get(role)

@@ -153,6 +153,7 @@ class SubmittedStage:
             base = (self.record_dir or Path(".")) / f".{stage}.slurm"
         self.folder = base  # submitit's pickles and the job's own logs, one subfolder per job
         self.record: dict[str, Any] = {"rule": rule, "stage": stage}
+        self._submit_time = time.time()  # a manifest older than this is not this job's
 
     # ------------------------------------------------------------------ messages
     def _who(self) -> str:
@@ -204,9 +205,11 @@ class SubmittedStage:
 
     def run(self) -> None:
         ex = self._executor()
+        self._submit_time = time.time() - 60  # compute nodes' clocks may lag a little
         try:
             job = ex.submit(self.call)
         except Exception as e:  # submitit raises FailedJobError with sbatch's stderr
+            self._write_record(state="REFUSED", error=_sbatch_message(e), finished=_now())
             raise self._error(
                 f"SLURM refused the job: {_sbatch_message(e)} (asked: "
                 f"{self.resources.describe()}, partition={self.launch.slurm.partition or 'default'}"
@@ -252,7 +255,8 @@ class SubmittedStage:
                 f"its time limit of {self.resources.runtime} min)"
             )
         else:  # the stage raised: its exception is the last line of the trace
-            lines = [ln for ln in text.split("----------------------")[-2].splitlines() if ln]
+            parts = text.split("----------------------")
+            lines = [ln for ln in parts[-2 if len(parts) > 1 else -1].splitlines() if ln.strip()]
             why = f": {lines[-1].strip()}" if lines else ""
         raise self._error(
             f"SLURM job {job.job_id} ended {state}{why}; job files: {job.paths.folder}",
@@ -323,7 +327,8 @@ class SubmittedStage:
             return
         write_json(self.record_dir / JOB_RECORD, self.record)
         manifest = self.record_dir / MANIFEST_NAME
-        if fields.get("state") not in (None, "SUBMITTED") and manifest.exists():
+        fresh = manifest.exists() and manifest.stat().st_mtime >= self._submit_time
+        if fields.get("state") not in (None, "SUBMITTED", "REFUSED") and fresh:
             # the job wrote the manifest (with SLURM_JOB_ID and node list from its environment);
             # add what only the launcher knows: the final state, resources, submitit folder
             data = json.loads(manifest.read_text())

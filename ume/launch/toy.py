@@ -55,3 +55,22 @@ def toy_stage(
     manifest.record(resumed_from=start)
     manifest.write(Path(out).parent)
     return state
+
+
+def toy_allreduce(out: str | Path) -> None:
+    """A toy distributed stage: every task joins the process group the launcher set up from
+    SLURM (env://, gloo on CPU) and all-reduces its rank; rank 0 writes what it saw."""
+    import torch
+    import torch.distributed as dist
+
+    from ume.launch.distributed import is_main_process
+
+    dist.init_process_group("gloo")
+    try:
+        total = torch.tensor([float(dist.get_rank())])
+        dist.all_reduce(total)
+        if is_main_process():
+            env = {k: os.environ.get(k) for k in ("MASTER_ADDR", "WORLD_SIZE", "LOCAL_WORLD_SIZE")}
+            write_json(out, {"world_size": dist.get_world_size(), "rank_sum": total.item(), **env})
+    finally:
+        dist.destroy_process_group()

@@ -238,7 +238,9 @@ def baseline_rows(suite: str, reference_dir: str | Path | None = None) -> list[R
     elif suite == "uvrb":
         names = [s.name for s in tasks("uvrb")]
         ds = {r["model"]: r for r in _csv(ref / "uvrb_datasets_published.csv")}
-        for r in _csv(ref / "uvrb_abilities_published.csv"):
+        abilities = _csv(ref / "uvrb_abilities_published.csv")
+        listed = {r["model"] for r in abilities}
+        for r in abilities + [{"model": m} for m in ds if m not in listed]:
             model = r["model"]
             vals = {n: _num(ds[model].get(n)) for n in names} if model in ds else {}
             if vals and all(v is not None for v in vals.values()):

@@ -14,10 +14,21 @@ optimizer, scheduler and random states every ``save_steps``, and ``resume_from_c
 * the step: :func:`~ume.train.gradcache.gradcache_step` with the symmetric InfoNCE of
   :mod:`ume.train.losses` over the whole global batch (gathered across processes).
 
-Resume: checkpoints live in ``<out>/checkpoints/`` next to a ``run_key.json`` (hash of the
-config sections and inputs); a rerun with the same key continues from the last checkpoint,
-one with another key starts afresh (stale checkpoints are removed). A finished run writes the
-merged model, the curves and the manifest, then deletes its checkpoints.
+Why the Trainer and not a plain loop: GradCache fits its one extension point,
+``training_step`` (the step calls ``accelerator.backward`` once per chunk; DDP's ``no_sync``
+and DeepSpeed's accumulation boundary keep the gradient reduction to the last chunk), and
+everything else (optimizer, schedule, precision, DeepSpeed, checkpoint and resume) comes with
+it. The DataLoader is not passed through accelerate's ``prepare``: the sampler itself gives
+each process its slice of the global batch (accelerate's batch sharding would drop short
+batches).
+
+Resume (the protocol of :mod:`ume.launch.resumable`): checkpoints ``checkpoint-<step>`` live in
+``checkpoint_dir`` (the rule passes ``results/<run>/checkpoints/train_embedder``, outside its
+output folder) under a fingerprint of the config sections and the inputs; a rerun with the
+same fingerprint continues from the last complete checkpoint — same batches, optimizer,
+schedule and random state, so the result equals an uninterrupted run's — and one with another
+fingerprint starts afresh. A finished run writes the merged model, ``backbone.json``, the
+curves and the manifest, then deletes its checkpoints.
 """
 
 from __future__ import annotations
@@ -25,7 +36,6 @@ from __future__ import annotations
 import collections
 import csv
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -39,11 +49,12 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
 
 from ume.config import Config
 from ume.data.pairs import Item, check_pairs_frame
 from ume.errors import ConfigError, DataError
-from ume.io import Manifest, atomic_path, sha256_file, write_json, write_text
+from ume.io import Manifest, atomic_path, checksum, sha256_file, write_json, write_text
 from ume.tcot.format import DEFAULT_FRAME_BASE
 from ume.train.gradcache import chunk, gradcache_step
 from ume.train.losses import ddp_loss_scale, info_nce, world
@@ -52,8 +63,6 @@ from ume.train.sampler import ContrastiveBatchSampler, num_steps_for
 log = logging.getLogger(__name__)
 
 TRAINABLE_NAME = "trainable.safetensors"
-CHECKPOINTS = "checkpoints"
-RUN_KEY = "run_key.json"
 #: Columns of ``curves.csv``, one row per optimisation step.
 CURVE_COLUMNS = (
     "step",
@@ -296,6 +305,27 @@ class ContrastiveTrainer(Trainer):
         model.load_state_dict(sd, strict=False)
 
 
+class LogSteps(TrainerCallback):
+    """One line per step through ``logging`` (stderr, the rule's log) instead of the
+    Trainer's stdout printer."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "accuracy" in logs:
+            log.info(
+                "step %d/%d loss %.4f in-batch acc %.3f lr %.3g grad norm %.3g problems %d/%d",
+                state.global_step,
+                state.max_steps,
+                logs["loss"],
+                logs["accuracy"],
+                logs.get("learning_rate") or 0.0,
+                logs.get("grad_norm") or 0.0,
+                logs.get("inputs_with_problems", 0),
+                logs.get("inputs", 0),
+            )
+        return control
+
+
 class InterruptAfter(TrainerCallback):
     """Stop the process (raise) right after the checkpoint of step ``step`` is written."""
 
@@ -367,31 +397,33 @@ def _device_settings(cfg: Config) -> dict[str, Any]:
     }
 
 
-def _run_key(cfg: Config, inputs: Sequence[str | Path | None]) -> dict[str, Any]:
+def _fingerprint(cfg: Config, inputs: Sequence[str | Path | None]) -> str:
+    """Hash of what the run computes from: config sections (not where it runs) and inputs."""
+    from ume.launch.resumable import fingerprint_of
+
     sections = cfg.sections()
-    sections.pop("launch", None)  # where it runs does not change what it computes
-    files = {str(p): sha256_file(p) for p in inputs if p and Path(p).is_file()}
-    blob = json.dumps([sections, sorted(files.values())], sort_keys=True, default=str)
-    return {"key": hashlib.sha256(blob.encode()).hexdigest(), "inputs": files}
+    sections.pop("launch", None)
+    files = sorted(sha256_file(p) for p in inputs if p and Path(p).is_file())
+    return fingerprint_of(sections, files)
 
 
-def _last_checkpoint(ckpt_dir: Path, key: dict[str, Any], is_main: bool) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def last_checkpoint(folder: str | Path) -> str | None:
+    """The newest complete ``checkpoint-N`` (trainer state and weights written) or None."""
+    from ume.launch.resumable import CheckpointFolder
 
-    key_file = ckpt_dir / RUN_KEY
-    if ckpt_dir.exists():
-        old = json.loads(key_file.read_text()) if key_file.is_file() else None
-        if old is None or old.get("key") != key["key"]:
-            if is_main:
-                log.warning("%s: checkpoints of another config or input; starting afresh", ckpt_dir)
-                shutil.rmtree(ckpt_dir)
-        else:
-            last = get_last_checkpoint(str(ckpt_dir))
-            if last:
-                return last
-    if is_main:
-        write_json(key_file, key)
+    folder = CheckpointFolder(folder)
+    for step in reversed(folder.steps()):
+        p = folder.path(step)
+        if (p / "trainer_state.json").is_file():  # the Trainer writes it last
+            return str(p)
     return None
+
+
+def checkpoint_dir_for(out_dir: str | Path, given: str | Path | None) -> Path:
+    """``given``, else ``<out>.checkpoints`` beside the output folder (never inside a
+    declared output, which a workflow removes with a failed job)."""
+    out_dir = Path(out_dir)
+    return Path(given) if given else out_dir.with_name(out_dir.name + ".checkpoints")
 
 
 def _enable_checkpointing(embedder) -> None:
@@ -446,13 +478,17 @@ def train_embedder(
     contrastive_parquet: str | Path,
     base_backbone_json: str | Path,
     out_dir: str | Path,
+    checkpoint_dir: str | Path | None = None,
     *,
     datasets_json: str | Path | None = None,
     interrupt_after: int | None = None,
 ) -> Path:
-    """Train the Embedder contrastively; write ``<out>/model`` (merged), ``curves.csv``,
-    ``curves.png`` and ``manifest.json``. Returns the model folder.
+    """Train the Embedder contrastively; write ``<out>/model`` (merged), ``backbone.json``
+    (pointing at it), ``curves.csv``, ``curves.png`` and ``manifest.json``. Returns the model
+    folder.
 
+    ``checkpoint_dir``: resumption checkpoints (default ``<out>.checkpoints``); a rerun with
+    the same config and inputs resumes from the last one, otherwise they are cleared.
     ``datasets_json``: the data stage's per-dataset weights (default: every weight 1.0).
     ``interrupt_after``: raise :class:`TrainingInterrupted` after the checkpoint of that step
     (tests of resume).
@@ -460,6 +496,8 @@ def train_embedder(
     from transformers import set_seed
 
     from ume.inputs import check_mode
+    from ume.launch.distributed import resolve_config
+    from ume.launch.resumable import CheckpointFolder
     from ume.models.embedder import Embedder
     from ume.models.stage import read_backbone
 
@@ -477,17 +515,16 @@ def train_embedder(
     weights = read_weights(datasets_json)
     backbone = read_backbone(base_backbone_json)
     dev = _device_settings(cfg)
-    manifest = Manifest(
-        "train_embedder",
-        cfg.sections(),
-        [contrastive_parquet, base_backbone_json, datasets_json or ""],
-    )
+    deepspeed = resolve_config(tc.deepspeed)
+    if deepspeed is not None and not deepspeed.is_file():
+        raise ConfigError(f"train_embedder.deepspeed: {tc.deepspeed} not found")
+    inputs = [contrastive_parquet, base_backbone_json, datasets_json]
+    manifest = Manifest("train_embedder", cfg.sections(), [p for p in inputs if p])
 
-    key = _run_key(cfg, [contrastive_parquet, base_backbone_json, datasets_json])
-    ckpt_dir = out / CHECKPOINTS
     num_steps = num_steps_for(len(df), tc.global_batch_size, tc.epochs, tc.max_steps)
+    ckpt = checkpoint_dir_for(out, checkpoint_dir)
     args = TrainingArguments(
-        output_dir=str(ckpt_dir),
+        output_dir=str(ckpt),
         max_steps=num_steps,
         per_device_train_batch_size=max(
             1, tc.global_batch_size // int(os.environ.get("WORLD_SIZE", 1))
@@ -501,7 +538,7 @@ def train_embedder(
         optim="adamw_torch",
         bf16=dev["bf16"],
         use_cpu=not dev["gpu"],
-        deepspeed=tc.deepspeed,
+        deepspeed=str(deepspeed) if deepspeed else None,
         logging_steps=1,
         save_strategy="steps",
         save_steps=tc.save_steps,
@@ -513,13 +550,13 @@ def train_embedder(
         disable_tqdm=True,
     )
     is_main = args.process_index == 0
-    last = _last_checkpoint(ckpt_dir, key, is_main) if is_main else None
-    if args.world_size > 1:  # every process resumes from the checkpoint the main one found
+    if is_main:  # clears checkpoints of another config or other inputs
+        CheckpointFolder(ckpt, fingerprint=_fingerprint(cfg, inputs))
+    if args.world_size > 1:
         import torch.distributed as dist
 
-        box = [last]
-        dist.broadcast_object_list(box, src=0)
-        last = box[0]
+        dist.barrier()
+    last = last_checkpoint(ckpt)
 
     sampler = ContrastiveBatchSampler.from_frame(
         df,
@@ -540,6 +577,7 @@ def train_embedder(
         attn_implementation=dev["attn_implementation"],
         lora=tc.lora if tc.lora.enabled else None,
         role="embedder",
+        max_length=tc.max_length,
     )
     if tc.gradient_checkpointing:
         _enable_checkpointing(embedder)
@@ -559,6 +597,8 @@ def train_embedder(
         collate_fn=builder,
         temperature=tc.temperature,
     )
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(LogSteps())
     if interrupt_after is not None:
         trainer.add_callback(InterruptAfter(interrupt_after))
     if last:
@@ -566,13 +606,24 @@ def train_embedder(
     result = trainer.train(resume_from_checkpoint=last)
 
     model_dir = out / "model"
-    if trainer.is_world_process_zero():
-        with atomic_path(model_dir, is_dir=True) as tmp:
-            embedder.save_merged(tmp)
+    if is_main:
+        embedder.save_merged(model_dir)  # atomic
+        write_json(
+            out / "backbone.json",  # what later stages read (ume.models.stage.read_backbone)
+            {
+                "role": "embedder",
+                "stage": "train_embedder",
+                "source": "train_embedder",
+                "family": backbone.get("family"),
+                "path": str(model_dir.resolve()),
+                "dtype": cfg.models.embedder.dtype,
+                "attn_implementation": cfg.models.embedder.attn_implementation,
+                "weights_sha256": checksum(model_dir),
+            },
+        )
         rows = curve_rows(trainer.state.log_history)
         write_curves(rows, out / "curves.csv", out / "curves.png")
         totals = {k: int(sum(r.get(k) or 0 for r in rows)) for k in PROBLEM_KEYS}
-        n_trainable = sum(p.numel() for p in embedder.parameters() if p.requires_grad)
         manifest.record(
             steps=trainer.state.global_step,
             pairs=len(df),
@@ -589,9 +640,9 @@ def train_embedder(
             device="cuda" if dev["gpu"] else "cpu",
             dtype=dev["dtype"],
             attn_implementation=dev["attn_implementation"],
-            deepspeed=tc.deepspeed,
+            deepspeed=str(deepspeed) if deepspeed else None,
             resumed_from=Path(last).name if last else None,
-            trainable_parameters=n_trainable,
+            trainable_parameters=sum(p.numel() for p in embedder.parameters() if p.requires_grad),
             first={k: rows[0][k] for k in ("loss", "accuracy")} if rows else None,
             final={k: rows[-1][k] for k in ("loss", "accuracy")} if rows else None,
             input_problems=totals
@@ -601,5 +652,5 @@ def train_embedder(
             wall_time_s=round(time.time() - t0, 2),
         )
         manifest.write(out)
-        shutil.rmtree(ckpt_dir, ignore_errors=True)
+        shutil.rmtree(ckpt, ignore_errors=True)
     return model_dir

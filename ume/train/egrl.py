@@ -206,9 +206,11 @@ def egrl_trainer_class():
 
         def _generate(self, prompts):
             # TRL marks a prompt without images as None, and the processor rejects a batch
-            # mixing None with image lists; an empty list is what it accepts.
+            # mixing None with image lists; an empty list is what it accepts. (TRL 1.16:
+            # (prompt_ids, completion_ids, tool_mask, completions, logprobs, extra, images,
+            # tool_images).)
             out = list(super()._generate(prompts))
-            if out[6] is not None:
+            if len(out) == 8 and isinstance(out[6], list):
                 out[6] = [x if x is not None else [] for x in out[6]]
             return tuple(out)
 
@@ -219,46 +221,44 @@ def egrl_trainer_class():
 def heldout_scores(
     model, processor, df: pd.DataFrame, scorer: EGRLScorer, cfg: EGRLConfig
 ) -> dict[str, Any]:
-    """Outcome reward of greedy T-CoTs (one rollout per side) on held-out pairs, per dataset
-    batch (in-batch negatives: the dataset's other held-out pairs), and the format rate."""
+    """Outcome reward of greedy T-CoTs (one rollout per side) on held-out pairs, scored per
+    dataset (in-batch negatives: the dataset's other held-out pairs), and the format rate.
+
+    All T-CoTs are generated in one pass (batches of 16): on small models the decoding
+    steps, not the batch size, set the time.
+    """
     from ume.models.backbone import chat_generate
     from ume.tcot.prompts import tcot_messages
 
     if df.empty:
         return {"pairs": 0}
+    recs = df.sort_values(["dataset", "pair_id"]).to_dict("records")
+    rows = [(r, side, Item.from_row(r, side)) for r in recs for side in (QUERY, TARGET)]
+    chats = [tcot_messages(it, R.ROLE_OF_SIDE[side]) for _, side, it in rows]
     was_training = model.training
     model.eval()
+    try:
+        texts = chat_generate(
+            model, processor, chats, max_new_tokens=cfg.max_completion_length, batch_size=16
+        )
+    finally:
+        model.train(was_training)
     fmt = FormatReward(cfg.format_variant, max_chars=32 * cfg.max_completion_length)
     out: dict[str, Any] = {"pairs": len(df), "per_dataset": {}}
     outcome, fmt_all, acc, margin = [], [], [], []
-    try:
-        for d, g in df.groupby("dataset", sort=True):
-            recs = g.to_dict("records")
-            items, sides, pids = [], [], []
-            for r in recs:
-                for side in (QUERY, TARGET):
-                    items.append(Item.from_row(r, side))
-                    sides.append(side)
-                    pids.append(str(r["pair_id"]))
-            chats = [
-                tcot_messages(it, R.ROLE_OF_SIDE[s]) for it, s in zip(items, sides, strict=True)
-            ]
-            texts = chat_generate(
-                model, processor, chats, max_new_tokens=cfg.max_completion_length, batch_size=8
-            )
-            js = [item_json(it) for it in items]
-            s = scorer.score(texts, pids, sides, js)
-            f = fmt([[]] * len(texts), texts, item=js)
-            out["per_dataset"][str(d)] = {
-                "outcome": sum(s.outcome) / len(texts),
-                "format": sum(f) / len(f),
-            }
-            outcome += s.outcome
-            fmt_all += f
-            acc += s.acc
-            margin += s.margin
-    finally:
-        model.train(was_training)
+    for d in sorted({str(r["dataset"]) for r in recs}):
+        idx = [i for i, (r, _, _) in enumerate(rows) if str(r["dataset"]) == d]
+        js = [item_json(rows[i][2]) for i in idx]
+        t = [texts[i] for i in idx]
+        s = scorer.score(
+            t, [str(rows[i][0]["pair_id"]) for i in idx], [rows[i][1] for i in idx], js
+        )
+        f = fmt([[]] * len(t), t, item=js)
+        out["per_dataset"][d] = {"outcome": sum(s.outcome) / len(t), "format": sum(f) / len(f)}
+        outcome += s.outcome
+        fmt_all += f
+        acc += s.acc
+        margin += s.margin
     n = len(outcome)
     out.update(
         rollouts=n,
@@ -367,7 +367,7 @@ def train_egrl(
     if train_df.empty:
         raise DataError(f"{rl_path}: no RL pairs left to train on")
 
-    if embedder_backend is None:
+    if embedder_backend is None and (g.use_outcome_reward or g.use_process_reward):
         m = cfg.models.embedder
         folder = R.model_folder(embedder) if embedder else None
         embedder_backend = frozen.make_embedder(
@@ -414,6 +414,9 @@ def train_egrl(
     seconds = time.time() - t0
     steps_run = trainer.state.global_step - (_step_of(resume) if resume else 0)
 
+    if not trainer.accelerator.is_main_process:  # one writer (distributed runs)
+        trainer.accelerator.wait_for_everyone()
+        return {}
     final_model = trainer.model.merge_and_unload() if peft_config is not None else trainer.model
     final_heldout = heldout_scores(final_model, processor, held_df, scorer, g)
     rec = R.save_reasoner(final_model, processor, out_dir, role="egrl", source="egrl", bcfg=bcfg)
@@ -443,6 +446,7 @@ def train_egrl(
         backbone=rec,
     )
     manifest.write(out_dir)
+    trainer.accelerator.wait_for_everyone()
     return rec
 
 

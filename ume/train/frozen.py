@@ -41,7 +41,10 @@ log = logging.getLogger(__name__)
 
 
 def _device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    """This process's GPU (``LOCAL_RANK`` under torchrun/accelerate), else the CPU."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
 
 
 class LocalEmbedder:
@@ -233,10 +236,7 @@ class ServerDiscriminator:
         self.max_new_tokens = max_new_tokens
 
     def answer(self, chats: list[list[dict]]) -> list[str]:
-        out = []
-        for reply in self.client._map(chats, self.max_new_tokens):
-            out.append(reply)
-        return out
+        return self.client._map(chats, self.max_new_tokens)
 
 
 def make_embedder(cfg: EGRLConfig, folder: str | Path | None, *, dtype: str, attn: str):

@@ -120,4 +120,6 @@ def gradcache_step(
                 backward(surrogate, is_last)
     if isinstance(result, Tensor):
         return result.detach()
+    if hasattr(result, "_replace") and hasattr(result, "loss"):  # e.g. InfoNCEOutput
+        return result._replace(loss=result.loss.detach())
     return result

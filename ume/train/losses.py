@@ -82,7 +82,9 @@ def info_nce(
     every rank returns the same value. Computed in float32 whatever the embeddings' dtype.
     """
     if q.shape != t.shape or q.dim() != 2:
-        raise ValueError(f"queries {tuple(q.shape)} and targets {tuple(t.shape)} must be [B, D] alike")
+        raise ValueError(
+            f"queries {tuple(q.shape)} and targets {tuple(t.shape)} must be [B, D] alike"
+        )
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if gather:

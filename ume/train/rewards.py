@@ -414,19 +414,23 @@ class EGRLScorer:
                 meta.append((i, [c in pos for c in cands]))
         replies = self.discriminator.answer(chats) if chats else []
         hits = invalid = 0
+        example = ""
         for (i, is_pos), reply in zip(meta, replies, strict=True):
             choice = parse_choice(reply, len(is_pos))
             if choice is None:
                 invalid += 1
-                log.warning(
-                    "Discriminator answer names no candidate 1..%d (a miss): %r",
-                    len(is_pos),
-                    str(reply)[:200],
-                )
+                example = example or f"{str(reply)[:120]!r} (candidates 1..{len(is_pos)})"
                 continue
             if is_pos[choice]:
                 hits += 1
                 rewards[i] = 1.0 if self.process_value == "one" else scores.margin[i]
+        if invalid:
+            log.warning(
+                "Discriminator: %d of %d answers name no valid candidate (misses), e.g. %s",
+                invalid,
+                len(meta),
+                example,
+            )
         self.totals["process_calls"] += len(meta)
         self.totals["process_hits"] += hits
         self.totals["process_invalid"] += invalid

@@ -121,7 +121,9 @@ class ContrastiveBatchSampler:
         for name in sorted(names):
             rows = np.flatnonzero(ds == name)
             slots.append(
-                DatasetSlot(name, rows, float(weights.get(name, 1.0)), bool((mod[rows] == "video").any()))
+                DatasetSlot(
+                    name, rows, float(weights.get(name, 1.0)), bool((mod[rows] == "video").any())
+                )
             )
         return cls(slots, **kw)
 
@@ -156,7 +158,9 @@ class ContrastiveBatchSampler:
                 while len(rows) < take:
                     epoch, pos = divmod(cursor[i], d.size)
                     if (i, epoch) not in perms:
-                        perms = {k: v for k, v in perms.items() if k[0] != i}  # keep one per dataset
+                        perms = {
+                            k: v for k, v in perms.items() if k[0] != i
+                        }  # keep one per dataset
                         perms[(i, epoch)] = self._perm(i, epoch)
                     j = int(perms[(i, epoch)][pos])
                     cursor[i] += 1
@@ -187,7 +191,9 @@ class ContrastiveBatchSampler:
         self.start_step = int(state["step"])
 
 
-def num_steps_for(n_pairs: int, global_batch_size: int, epochs: float, max_steps: int | None) -> int:
+def num_steps_for(
+    n_pairs: int, global_batch_size: int, epochs: float, max_steps: int | None
+) -> int:
     """Steps of a run: ``max_steps`` if set, else ``ceil(epochs * n_pairs / global_batch_size)``."""
     if max_steps is not None:
         return max_steps

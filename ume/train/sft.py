@@ -124,6 +124,9 @@ def train_sft(
     t0 = time.time()
     result = trainer.train(resume_from_checkpoint=resume)
     seconds = time.time() - t0
+    if not trainer.accelerator.is_main_process:  # one writer (distributed runs)
+        trainer.accelerator.wait_for_everyone()
+        return {}
     rec = R.save_reasoner(trainer.model, processor, out_dir, role="sft", source="sft", bcfg=bcfg)
     R.drop_checkpoints(ckpt)
     rows_log = R.read_log(out_dir / "train_log.csv")
@@ -142,4 +145,5 @@ def train_sft(
         backbone=rec,
     )
     manifest.write(out_dir)
+    trainer.accelerator.wait_for_everyone()
     return rec

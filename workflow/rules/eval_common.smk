@@ -18,7 +18,7 @@ EMBEDDER_STAGES = {
 }
 REASONER_STAGES = {
     "egrl": ("egrl", f"{R}/models/reasoner-rl"),
-    "sft": ("sft", f"{R}/models/reasoner-sft"),
+    "sft": ("sft_reasoner", f"{R}/models/reasoner-sft"),
     "base": ("base_models", f"{R}/models/base/reasoner/backbone.json"),
 }
 

@@ -1,6 +1,8 @@
 # Leaderboards from the per-task score files: published baselines and this run (plus
 # eval.leaderboard_runs) side by side, variants as rows; shown in `snakemake --report`.
 LEADERBOARD = f"{R}/leaderboard"
+# The evaluated suites, then the published benchmarks' tables (baselines) if not evaluated.
+LEADERBOARD_SUITES = list(dict.fromkeys([*CFG.eval.suites, "mmeb", "uvrb"]))
 
 
 rule leaderboard:
@@ -27,7 +29,7 @@ rule leaderboard:
                 subcategory="CSV tables",
                 labels={"suite": suite, "table": kind},
             )
-            for suite in CFG.eval.suites
+            for suite in LEADERBOARD_SUITES
             for kind in ("categories", "tasks")
         ],
         summary=f"{LEADERBOARD}/summary.json",
@@ -35,13 +37,14 @@ rule leaderboard:
     params:
         eval_dir=lambda w, input: str(Path(input.scores[0]).parents[2]),
         out=lambda w, output: os.path.dirname(output.md),
+        suites=" ".join(LEADERBOARD_SUITES),
     log:
         log_of("leaderboard"),
     conda:
         CPU_ENV
     shell:
         "python -m ume leaderboard --config {input.config} --eval-dir {params.eval_dir}"
-        " --out {params.out} 2> {log}"
+        " --out {params.out} --suites {params.suites} 2> {log}"
 
 
 rule leaderboards:
