@@ -364,8 +364,14 @@ class EvalIndexConfig:
 class EvalConfig:
     suites: list[Literal["synth", "mmeb", "uvrb"]] = _f(["synth"], "benchmark suites to run")
     tasks: list[str] | None = _f(None, "restrict to these task names (null: every task)")
-    mmeb_root: str | None = _f(None, "local root of TIGER-Lab/MMEB-V2 (suite mmeb)")
-    uvrb_root: str | None = _f(None, "local root of Alibaba-NLP/UVRB (suite uvrb)")
+    mmeb_root: str | None = _f(
+        None,
+        "local MMEB-V2 root holding image-tasks/, video-tasks/, visdoc-tasks/ and the image "
+        "tasks' annotation parquets under MMEB_Test_Instruct/<task>/ (suite mmeb)",
+    )
+    uvrb_root: str | None = _f(
+        None, "local UVRB root holding one folder per dataset (<name>/jsonl/, videos_frames/)"
+    )
     num_frames: int = _f(8, "frames sampled uniformly per video")
     image_min_tokens: int = _f(128, "image pixel budget, lower bound, in 32x32 patches")
     image_max_tokens: int = _f(768, "image pixel budget, upper bound, in 32x32 patches")

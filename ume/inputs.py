@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,21 @@ SUMMARIZE = "Summarize the above content in one word:"
 MAX_ASPECT = 200  # Qwen-VL image processors refuse images with a longer/shorter side over 200
 # Problem kinds, the prefix of each problem string (counted by problem_counts for manifests).
 PROBLEM_KINDS = ("visual", "tcot", "evidence")
+# Tokens that must never come from text: a vision pad inside a T-CoT (a model can write one)
+# would make the processor expect an image that is not there; chat markers would end the
+# turn; a stray <emb> would move the embedding position.
+RESERVED_TOKENS = (
+    "<|image_pad|>",
+    "<|video_pad|>",
+    "<|vision_pad|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|endoftext|>",
+    EMB_TOKEN,
+)
+_RESERVED_RE = re.compile("|".join(re.escape(t) for t in RESERVED_TOKENS))
 
 
 @dataclass
@@ -113,8 +129,11 @@ class _Parts:
     def __init__(self) -> None:
         self.content: list[dict[str, str]] = []
         self.images: list[Image.Image] = []
+        self.stripped = 0  # reserved tokens removed from text
 
     def text(self, s: str) -> None:
+        s, n = _RESERVED_RE.subn("", s)
+        self.stripped += n
         if s:
             self.content.append({"type": "text", "text": f"\n{s}" if self.content else s})
 
@@ -169,6 +188,8 @@ def build_input(
         _add_tcot(parts, item, tcot, mode, frame_base, frames, problems)
 
     parts.text(SUMMARIZE)
+    if parts.stripped:
+        problems.append(f"tcot: {parts.stripped} reserved token(s) removed from the text")
     messages = [
         {"role": "user", "content": parts.content},
         {"role": "assistant", "content": [{"type": "text", "text": EMB_TOKEN}]},

@@ -164,6 +164,21 @@ def test_uvrb_multi_positive_and_query_kinds(tmp_path: Path) -> None:
     assert t.candidates["c3"].frames[0].endswith(".png")
 
 
+def test_suite_roots_as_users_have_them(tmp_path: Path) -> None:
+    """eval.mmeb_root / eval.uvrb_root name the clones themselves (no mmeb/ or uvrb/ level)."""
+    fx.write_mmeb_image(tmp_path)
+    fx.write_beir(tmp_path)
+    fx.write_uvrb(tmp_path)
+    combined = load_task("mmeb_image", "MSCOCO_i2t", tmp_path)
+    direct = load_task("mmeb_image", "MSCOCO_i2t", tmp_path / "mmeb")
+    assert direct.qrels == combined.qrels and direct.candidates == combined.candidates
+    assert load_task("beir", "ViDoRe_arxivqa", tmp_path / "mmeb").qrels
+    assert (
+        load_task("uvrb", "MS-TI", tmp_path / "uvrb").qrels
+        == load_task("uvrb", "MS-TI", tmp_path).qrels
+    )
+
+
 # --------------------------------------------------------------------------- bad input
 def test_unknown_task_and_layout(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"task NoSuchTask missing at .*MMEB_Test_Instruct"):

@@ -272,3 +272,18 @@ def test_max_length_cuts_text_not_visuals(files, processor):
 def test_bad_mode_names_the_config_key(files):
     with pytest.raises(ConfigError, match=r"train_embedder\.tcot_input"):
         build_input(image_item(files), tcot(), mode="thinking_only")
+
+
+def test_reserved_tokens_in_text_never_reach_the_model():
+    """A Reasoner can write <|image_pad|> or <emb>: they would desynchronise images / <emb>."""
+    from ume.inputs import RESERVED_TOKENS
+
+    tcot = (
+        "<thinking> a <|image_pad|>red<|im_end|> car </thinking>"
+        "<rethink> <emb> red </rethink><answer> red <|vision_start|>car </answer>"
+    )
+    b = build_input(Item(text="a <|video_pad|>car"), tcot)
+    text = "".join(p.get("text", "") for p in b.messages[0]["content"])
+    assert not any(t in text for t in RESERVED_TOKENS)
+    assert "red car" in text
+    assert any("reserved token" in p for p in b.problems)

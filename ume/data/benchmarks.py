@@ -359,8 +359,8 @@ def _missing(name: str, path: Path) -> DataError:
 
 # --------------------------------------------------------------------------- MMEB image
 def _load_mmeb_image(name: str, root: Path, ctx: _Ctx, **_: Any) -> EvalTask:
-    task_dir = root / "mmeb" / "MMEB_Test_Instruct" / name
-    image_root = root / "mmeb" / "image-tasks"
+    task_dir = mmeb_dir(root) / "MMEB_Test_Instruct" / name
+    image_root = mmeb_dir(root) / "image-tasks"
     if not task_dir.is_dir():
         raise _missing(name, task_dir)
     cols = ("qry_inst", "qry_text", "qry_img_path", "tgt_inst", "tgt_text", "tgt_img_path")
@@ -416,8 +416,8 @@ def _load_mmeb_image(name: str, root: Path, ctx: _Ctx, **_: Any) -> EvalTask:
 
 # --------------------------------------------------------------------------- MMEB video
 def _video_dirs(name: str, root: Path, layout: str, frames_name: str | None) -> tuple[Path, Path]:
-    data = root / "mmeb" / "video-tasks" / "data" / name
-    frames = root / "mmeb" / "video-tasks" / "frames" / VIDEO_KINDS[layout] / (frames_name or name)
+    data = mmeb_dir(root) / "video-tasks" / "data" / name
+    frames = mmeb_dir(root) / "video-tasks" / "frames" / VIDEO_KINDS[layout] / (frames_name or name)
     if not data.is_dir():
         raise _missing(name, data)
     return data, frames
@@ -641,7 +641,7 @@ def _load_beir(
     cache_dir: Path | None = None,
     **_: Any,
 ) -> EvalTask:
-    task_dir = root / "mmeb" / "visdoc-tasks" / name
+    task_dir = mmeb_dir(root) / "visdoc-tasks" / name
     if not task_dir.is_dir():
         raise _missing(name, task_dir)
     cache = Path(cache_dir) / name if cache_dir else task_dir / "_cache" / "corpus_images"
@@ -718,7 +718,7 @@ def _finish_global(
 
 # --------------------------------------------------------------------------- UVRB
 def _load_uvrb(name: str, root: Path, ctx: _Ctx, **_: Any) -> EvalTask:
-    ds = root / "uvrb" / name
+    ds = uvrb_dir(root) / name
     if not ds.is_dir():
         raise _missing(name, ds)
     jdir, fdir = ds / "jsonl", ds / "videos_frames"
@@ -798,17 +798,32 @@ _LOADERS: dict[str, Callable[..., EvalTask]] = {
 }
 
 
+def mmeb_dir(root: str | Path) -> Path:
+    """The MMEB-V2 root under ``root``: ``root/mmeb`` in a combined benchmark root (the
+    synthetic benchmark's layout, which holds ``mmeb/`` and ``uvrb/``), else ``root`` itself
+    (a clone of MMEB-V2 with ``MMEB_Test_Instruct/``, ``image-tasks/``, ``video-tasks/``,
+    ``visdoc-tasks/`` at its top, as ``eval.mmeb_root`` names it)."""
+    root = Path(root)
+    return root / "mmeb" if (root / "mmeb").is_dir() else root
+
+
+def uvrb_dir(root: str | Path) -> Path:
+    """The UVRB root under ``root`` (``root/uvrb`` in a combined root, else ``root``)."""
+    root = Path(root)
+    return root / "uvrb" if (root / "uvrb").is_dir() else root
+
+
 def task_dir(layout: str, name: str, root: Path) -> Path:
     """The folder ``load_task`` reads for a task (its annotation folder)."""
     root = Path(root)
     if layout == "mmeb_image":
-        return root / "mmeb" / "MMEB_Test_Instruct" / name
+        return mmeb_dir(root) / "MMEB_Test_Instruct" / name
     if layout in VIDEO_KINDS:
-        return root / "mmeb" / "video-tasks" / "data" / name
+        return mmeb_dir(root) / "video-tasks" / "data" / name
     if layout == "beir":
-        return root / "mmeb" / "visdoc-tasks" / name
+        return mmeb_dir(root) / "visdoc-tasks" / name
     if layout == "uvrb":
-        return root / "uvrb" / name
+        return uvrb_dir(root) / name
     raise DataError(f"unknown layout {layout!r}; known layouts: {', '.join(LAYOUTS)}")
 
 

@@ -924,6 +924,9 @@ def write_benchmark(
     if unknown:
         raise DataError(f"unknown synthetic task(s) {unknown}; known: {', '.join(sorted(known))}")
     summary: dict[str, dict[str, int]] = {}
+    # A combined benchmark root: mmeb/ and uvrb/ side by side (the loaders look for them).
+    (root / "mmeb").mkdir(parents=True, exist_ok=True)
+    (root / "uvrb").mkdir(parents=True, exist_ok=True)
     for spec in SYNTH_TASKS:
         if tasks is not None and spec.name not in tasks:
             continue

@@ -86,7 +86,7 @@ def outputs(out_dir: str | Path, variant: str, suite: str, task: str) -> dict[st
 
 def missing_reason(spec: Any, root: str | Path | None) -> str | None:
     """Why ``spec``'s files cannot be read under ``root`` (None when its folder exists)."""
-    from ume.data.benchmarks import VIDEO_KINDS, task_dir
+    from ume.data.benchmarks import VIDEO_KINDS, mmeb_dir, task_dir
 
     if root is None:
         return f"no data root is configured for suite {spec.suite!r} (eval.{spec.suite}_root)"
@@ -95,11 +95,13 @@ def missing_reason(spec: Any, root: str | Path | None) -> str | None:
     folders = [task_dir(spec.layout, name, root)]
     # the media of a task live apart from its table: a task without them is missing too
     if spec.layout == "mmeb_image":
-        folders.append(root / "mmeb" / "image-tasks")
+        folders.append(mmeb_dir(root) / "image-tasks")
     elif spec.layout in VIDEO_KINDS:
         data_path = spec.data_path or ""
         frames = Path(data_path).name if "/frames/" in f"/{data_path}" else name
-        folders.append(root / "mmeb" / "video-tasks" / "frames" / VIDEO_KINDS[spec.layout] / frames)
+        folders.append(
+            mmeb_dir(root) / "video-tasks" / "frames" / VIDEO_KINDS[spec.layout] / frames
+        )
     for folder in folders:
         if not folder.is_dir():
             return f"task {spec.name} missing at {folder}"
