@@ -12,11 +12,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ume.annotate.backends import OracleAnnotator, ServerAnnotator, to_openai_messages
+from ume.annotate.backends import OracleAnnotator, ServerAnnotator
 from ume.annotate.stage import annotate_pairs, filter_pairs, split_pairs
 from ume.config import OracleConfig, ServerConfig, config_from_dict
 from ume.data.pairs import Item, pair_row, pairs_frame
 from ume.errors import ConfigError, DataError, UmeError
+from ume.serving import to_openai_messages
 from ume.tcot.format import check_format, parse_tcot
 
 pytestmark = pytest.mark.unit

@@ -14,26 +14,19 @@ one prompt module and one output format.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import io
 import json
-import mimetypes
-import os
 import random
 import re
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
 from ume.config import OracleConfig, ServerConfig
 from ume.data.pairs import Item
 from ume.data.scenes import COLORS, SHAPES
-from ume.errors import ConfigError, UmeError
+from ume.errors import ConfigError
+from ume.serving import ServerClient
 from ume.tcot import prompts
 from ume.tcot.format import EVIDENCE_KEY, render_tcot
 
@@ -274,93 +267,21 @@ class HFAnnotator:
 
 
 # --------------------------------------------------------------------------- chat server
-def _image_part(path: str) -> dict[str, Any]:
-    mime = mimetypes.guess_type(path)[0] or "image/png"
-    data = base64.b64encode(Path(path).read_bytes()).decode()
-    return {"type": "image_url", "image_url": {"url": f"data:{mime};base64,{data}"}}
-
-
-def to_openai_messages(chat: list[dict]) -> list[dict]:
-    """HF content-part chats -> OpenAI chat-completions messages (images inlined as data URLs)."""
-    out = []
-    for msg in chat:
-        content = msg["content"]
-        if isinstance(content, str):
-            out.append({"role": msg["role"], "content": content})
-            continue
-        parts = []
-        for part in content:
-            if part.get("type") == "image":
-                img = part.get("image")
-                if hasattr(img, "save"):  # a PIL image (evidence crops)
-                    buf = io.BytesIO()
-                    img.save(buf, format="PNG")
-                    url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-                    parts.append({"type": "image_url", "image_url": {"url": url}})
-                else:
-                    parts.append(_image_part(str(img)))
-            else:
-                parts.append({"type": "text", "text": part.get("text", "")})
-        out.append({"role": msg["role"], "content": parts})
-    return out
-
-
 class ServerAnnotator:
     """An OpenAI-compatible chat-completions server (vLLM, say) reached by URL."""
 
     name = "server"
 
     def __init__(self, cfg: ServerConfig, temperature: float = 0.0) -> None:
-        if not cfg.url:
-            raise ConfigError(
-                "annotate.server.url: the server backend needs the base URL of an "
-                "OpenAI-compatible server (e.g. http://host:8000/v1)"
-            )
-        if not cfg.model:
-            raise ConfigError("annotate.server.model: name the model the server serves")
+        self.client = ServerClient(cfg, "annotate.server")
         self.cfg = cfg
         self.temperature = temperature
-        self.endpoint = cfg.url.rstrip("/") + "/chat/completions"
-
-    def _post(self, chat: list[dict], max_tokens: int) -> str:
-        body = json.dumps(
-            {
-                "model": self.cfg.model,
-                "messages": to_openai_messages(chat),
-                "max_tokens": max_tokens,
-                "temperature": self.temperature,
-            }
-        ).encode()
-        headers = {"Content-Type": "application/json"}
-        if key := os.environ.get(self.cfg.api_key_env):
-            headers["Authorization"] = f"Bearer {key}"
-        last: Exception | None = None
-        for attempt in range(self.cfg.max_retries + 1):
-            req = urllib.request.Request(self.endpoint, data=body, headers=headers)
-            try:
-                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
-                    data = json.load(resp)
-                return data["choices"][0]["message"]["content"] or ""
-            except urllib.error.HTTPError as e:
-                if e.code < 500:  # the request itself is wrong: retrying will not help
-                    detail = e.read().decode(errors="replace")[:300]
-                    raise UmeError(f"{self.endpoint}: HTTP {e.code}: {detail}") from e
-                last = e
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                last = e
-            except (KeyError, IndexError, json.JSONDecodeError) as e:
-                raise UmeError(
-                    f"{self.endpoint}: the answer is not an OpenAI chat completion ({e!r})"
-                ) from e
-            time.sleep(min(2**attempt * 0.2, 5.0))
-        raise UmeError(
-            f"{self.endpoint}: no answer after {self.cfg.max_retries + 1} tries ({last}); "
-            "check annotate.server.url and that the server is up"
-        )
 
     def _map(self, chats: list[list[dict]], max_tokens: int) -> list[str]:
-        with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
-            return list(pool.map(lambda c: self._post(c, max_tokens), chats))
+        return self.client.map(
+            lambda c: self.client.chat(c, max_tokens=max_tokens, temperature=self.temperature)[0],
+            chats,
+        )
 
     def tcot(self, items: Sequence[Item], roles: Sequence[str]) -> list[str]:
         chats = [prompts.tcot_messages(it, r) for it, r in zip(items, roles, strict=True)]

@@ -26,17 +26,14 @@ import json
 import logging
 import os
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from ume.data.pairs import Item
-from ume.errors import ConfigError, UmeError
+from ume.errors import ConfigError
 from ume.eval.keys import chat_fingerprint, content_key
 from ume.io import atomic_path, write_text
 
@@ -327,63 +324,20 @@ class ServerReasoner:
     """
 
     def __init__(self, cfg: Any, *, max_new_tokens: int, temperature: float = 0.0) -> None:
-        if not cfg.url:
-            raise ConfigError(
-                "eval.server.url: reasoner_backend 'server' needs the base URL of an "
-                "OpenAI-compatible server (e.g. http://host:8000/v1)"
-            )
-        if not cfg.model:
-            raise ConfigError("eval.server.model: name the model the server serves")
+        from ume.serving import ServerClient
+
+        self.client = ServerClient(cfg, "eval.server")
         self.cfg = cfg
-        self.endpoint = cfg.url.rstrip("/") + "/chat/completions"
         self.identity = f"server:{cfg.model}"
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.params = {"max_new_tokens": max_new_tokens, "temperature": temperature}
 
     def _post(self, chat: list[dict]) -> tuple[str, int]:
-        from ume.annotate.backends import to_openai_messages
-
-        body = json.dumps(
-            {
-                "model": self.cfg.model,
-                "messages": to_openai_messages(chat),
-                "max_tokens": self.max_new_tokens,
-                "temperature": self.temperature,
-            }
-        ).encode()
-        headers = {"Content-Type": "application/json"}
-        if key := os.environ.get(self.cfg.api_key_env):
-            headers["Authorization"] = f"Bearer {key}"
-        last: Exception | None = None
-        for attempt in range(self.cfg.max_retries + 1):
-            req = urllib.request.Request(self.endpoint, data=body, headers=headers)
-            try:
-                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
-                    data = json.load(resp)
-                text = data["choices"][0]["message"]["content"] or ""
-                tokens = int((data.get("usage") or {}).get("completion_tokens") or 0)
-                return text, tokens
-            except urllib.error.HTTPError as e:
-                if e.code < 500:  # the request itself is wrong: retrying will not help
-                    detail = e.read().decode(errors="replace")[:300]
-                    raise UmeError(f"{self.endpoint}: HTTP {e.code}: {detail}") from e
-                last = e
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                last = e
-            except (KeyError, IndexError, TypeError, json.JSONDecodeError) as e:
-                raise UmeError(
-                    f"{self.endpoint}: the answer is not an OpenAI chat completion ({e!r})"
-                ) from e
-            time.sleep(min(2**attempt * 0.2, 5.0))
-        raise UmeError(
-            f"{self.endpoint}: no answer after {self.cfg.max_retries + 1} tries ({last}); "
-            "check eval.server.url and that the server is up"
-        )
+        return self.client.chat(chat, max_tokens=self.max_new_tokens, temperature=self.temperature)
 
     def generate(self, chats: list[list[dict]]) -> list[tuple[str, int]]:
-        with ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool:
-            return list(pool.map(self._post, chats))
+        return self.client.map(self._post, chats)
 
 
 # --------------------------------------------------------------------------- construction

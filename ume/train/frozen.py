@@ -21,21 +21,15 @@ torch.Size([1, 64])
 
 from __future__ import annotations
 
-import base64
-import io
-import json
 import logging
 import os
-import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 from ume.config import EGRLConfig, ServerConfig
 from ume.errors import ConfigError, UmeError
+from ume.serving import ServerClient, to_openai_messages
 
 log = logging.getLogger(__name__)
 
@@ -89,85 +83,30 @@ class LocalEmbedder:
         return self.model.embed_built(built)
 
 
-def _openai_embedding_messages(b) -> list[dict]:
-    """A :class:`~ume.inputs.BuiltInput` as OpenAI messages, images inlined as PNG data URLs."""
-    images = iter(b.images)
-    out = []
-    for msg in b.messages:
-        parts = []
-        for p in msg["content"]:
-            if p.get("type") == "image":
-                buf = io.BytesIO()
-                next(images).save(buf, format="PNG")
-                url = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-                parts.append({"type": "image_url", "image_url": {"url": url}})
-            else:
-                parts.append({"type": "text", "text": p.get("text", "")})
-        out.append({"role": msg["role"], "content": parts})
-    return out
-
-
-class _Http:
-    """Retrying JSON POST with the ServerConfig conventions (key from an env variable)."""
-
-    def __init__(self, cfg: ServerConfig, key: str, path: str) -> None:
-        if not cfg.url:
-            raise ConfigError(f"{key}.url: give the base URL of the server (http://host:8000/v1)")
-        if not cfg.model:
-            raise ConfigError(f"{key}.model: name the model the server serves")
-        self.cfg = cfg
-        self.key = key
-        self.endpoint = cfg.url.rstrip("/") + path
-
-    def post(self, body: dict) -> dict:
-        data = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json"}
-        if token := os.environ.get(self.cfg.api_key_env):
-            headers["Authorization"] = f"Bearer {token}"
-        last: Exception | None = None
-        for attempt in range(self.cfg.max_retries + 1):
-            req = urllib.request.Request(self.endpoint, data=data, headers=headers)
-            try:
-                with urllib.request.urlopen(req, timeout=self.cfg.timeout_s) as resp:
-                    return json.load(resp)
-            except urllib.error.HTTPError as e:
-                if e.code < 500:
-                    detail = e.read().decode(errors="replace")[:300]
-                    raise UmeError(f"{self.endpoint}: HTTP {e.code}: {detail}") from e
-                last = e
-            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                last = e
-            time.sleep(min(2**attempt * 0.2, 5.0))
-        raise UmeError(
-            f"{self.endpoint}: no answer after {self.cfg.max_retries + 1} tries ({last}); check "
-            f"{self.key}.url and that the server is up"
-        )
-
-
 class ServerEmbedder:
     """An OpenAI-compatible embeddings server (``/v1/embeddings`` with chat ``messages``)."""
 
     def __init__(self, cfg: ServerConfig, key: str = "egrl.embedder_server") -> None:
-        self.http = _Http(cfg, key, "/embeddings")
+        self.http = ServerClient(cfg, key)
 
     def _one(self, b) -> torch.Tensor:
         reply = self.http.post(
+            "/embeddings",
             {
                 "model": self.http.cfg.model,
-                "messages": _openai_embedding_messages(b),
+                "messages": to_openai_messages(b.messages, b.images),
                 "encoding_format": "float",
                 "add_generation_prompt": False,
-            }
+            },
         )
         try:
             vec = torch.tensor(reply["data"][0]["embedding"], dtype=torch.float32)
         except (KeyError, IndexError, TypeError, ValueError) as e:
-            raise UmeError(f"{self.http.endpoint}: not an embeddings answer ({e!r})") from e
+            raise UmeError(f"{self.http.base}/embeddings: not an embeddings answer ({e!r})") from e
         return torch.nn.functional.normalize(vec, dim=0)
 
     def embed_built(self, built: list) -> torch.Tensor:
-        with ThreadPoolExecutor(max_workers=max(1, self.http.cfg.concurrency)) as pool:
-            return torch.stack(list(pool.map(self._one, built)))
+        return torch.stack(self.http.map(self._one, built))
 
 
 class LocalDiscriminator:
@@ -225,18 +164,13 @@ class ServerDiscriminator:
     """An OpenAI-compatible chat-completions server (greedy, ``max_new_tokens`` tokens)."""
 
     def __init__(self, cfg: ServerConfig, max_new_tokens: int = 8) -> None:
-        from ume.annotate.backends import ServerAnnotator
-
-        if not cfg.url or not cfg.model:
-            raise ConfigError(
-                "egrl.discriminator_server: give url and model of the chat server "
-                "(discriminator_backend: server)"
-            )
-        self.client = ServerAnnotator(cfg, temperature=0.0)
+        self.client = ServerClient(cfg, "egrl.discriminator_server")
         self.max_new_tokens = max_new_tokens
 
     def answer(self, chats: list[list[dict]]) -> list[str]:
-        return self.client._map(chats, self.max_new_tokens)
+        return self.client.map(
+            lambda c: self.client.chat(c, max_tokens=self.max_new_tokens)[0], chats
+        )
 
 
 def make_embedder(cfg: EGRLConfig, folder: str | Path | None, *, dtype: str, attn: str):
