@@ -60,7 +60,7 @@ def embedder(folders):
 
 def test_embeddings_are_unit_norm_at_the_last_emb(embedder, data):
     items, tcots = data
-    # an <emb> inside the user text must not be the one pooled
+    # an <emb> inside the user text must not be the one pooled: the builder removes it
     items = [Item(text=f"decoy {EMB_TOKEN} token"), *items[:3]]
     built = [build_input(i, t) for i, t in zip(items, [tcots[0], *tcots[:3]], strict=True)]
     batch = collate(built, embedder.processor)
@@ -70,7 +70,8 @@ def test_embeddings_are_unit_norm_at_the_last_emb(embedder, data):
     assert z.shape == (4, embedder.base_model.config.get_text_config().hidden_size)
     assert torch.allclose(z.norm(dim=1), torch.ones(4), atol=1e-5)
     ids = batch["input_ids"]
-    assert (ids[0] == embedder.emb_token_id).sum() == 2
+    assert (ids[0] == embedder.emb_token_id).sum() == 1
+    assert any("reserved token" in p for p in built[0].problems)
     for b in range(4):
         pos = (ids[b] == embedder.emb_token_id).nonzero().max()
         assert pos == ids.shape[1] - 3  # ... <emb><|im_end|>\n, left padding
