@@ -223,6 +223,8 @@ def cmd_leaderboard(args) -> int:
         runs.setdefault(name, str(Path(cfg.results_dir) / name / "eval"))
     for spec in args.runs or []:
         name, _, folder = spec.partition("=")
+        if not name or not folder:
+            raise UmeError(f"--runs {spec!r}: expected NAME=DIR (a run name and its eval folder)")
         runs[name] = folder
     summary = build_leaderboard(runs, args.suites or cfg.eval.suites, args.out, cfg=cfg)
     for suite, rows in summary["suites"].items():

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from ume.errors import ConfigError
+from ume.models.offline import looks_like_hub_id
 
 
 def _f(default: Any, doc: str, **kw: Any) -> Any:
@@ -109,6 +110,7 @@ class RealSourcesConfig:
     llava_hound_root: str | None = _f(None, "local copy of the LLaVA-Hound video training data")
     vidore_root: str | None = _f(None, "local copy of the ViDoRe training set (colpali train)")
     visrag_root: str | None = _f(None, "local copy of the VisRAG training sets")
+    num_frames: int = _f(8, "frames sampled uniformly per training video (keep = eval.num_frames)")
     datasets: dict[str, SourceDatasetConfig] = _f(
         {}, "per-dataset weight and cap; datasets not listed are not loaded"
     )
@@ -562,13 +564,8 @@ def _check(obj: Any, prefix: str) -> None:
                 raise bad(n, f"must lie in [0, 1], got {getattr(obj, n)}")
     if isinstance(obj, BackboneConfig) and obj.source == "path" and not obj.path:
         raise bad("path", "source is 'path' but no local folder is given; set path or use tiny")
-    if (
-        isinstance(obj, BackboneConfig)
-        and obj.path
-        and "/" in obj.path
-        and not (obj.path.startswith(("/", ".", "~")) or Path(obj.path).exists())
-    ):
-        # "Qwen/Qwen3-VL-8B" looks like a hub id; relative local folders must exist.
+    if isinstance(obj, BackboneConfig) and obj.path and looks_like_hub_id(obj.path):
+        # existence of real local folders is checked when the models stage runs
         raise bad(
             "path",
             f"{obj.path!r} looks like a hub id; ume never downloads: download the model on a "
@@ -581,6 +578,25 @@ def _check(obj: Any, prefix: str) -> None:
             raise bad("num_kv_heads", "must divide num_heads")
     if isinstance(obj, EmbedderTrainConfig):
         _check_train_embedder(obj, bad)
+    if isinstance(obj, SplitConfig) and obj.rl_per_dataset < 0:
+        raise bad("rl_per_dataset", f"must be 0 or more, got {obj.rl_per_dataset}")
+    if isinstance(obj, SourceDatasetConfig):
+        if obj.weight < 0:
+            raise bad("weight", f"must be 0 or more, got {obj.weight}")
+        if obj.cap is not None and obj.cap < 0:
+            raise bad("cap", f"must be 0 or more (or null: no cap), got {obj.cap}")
+    if isinstance(obj, RealSourcesConfig) and obj.num_frames < 1:
+        raise bad("num_frames", "must be at least 1")
+    if isinstance(obj, EvalConfig):
+        for kind in ("image", "video"):
+            lo, hi = getattr(obj, f"{kind}_min_tokens"), getattr(obj, f"{kind}_max_tokens")
+            if lo > hi:
+                raise bad(f"{kind}_min_tokens", f"{lo} is above {kind}_max_tokens ({hi})")
+        if not obj.suites:
+            raise bad("suites", "name at least one suite: synth, mmeb, uvrb")
+    for n in ("epochs",):
+        if hasattr(obj, n) and isinstance(getattr(obj, n), float) and getattr(obj, n) < 0:
+            raise bad(n, f"must be 0 or more, got {getattr(obj, n)}")
     if isinstance(obj, SyntheticConfig):
         for n in ("image_size", "doc_size", "num_frames", "train_pairs_per_dataset"):
             if getattr(obj, n) < 1:
@@ -629,6 +645,12 @@ def _check_egrl(g: EGRLConfig, bad) -> None:
     for n in ("per_device_batch_size", "hard_negatives", "max_completion_length"):
         if getattr(g, n) < 1:
             raise bad(n, f"must be at least 1, got {getattr(g, n)}")
+    if (g.use_outcome_reward or g.use_process_reward) and g.per_device_batch_size < 2:
+        raise bad(
+            "per_device_batch_size",
+            "the outcome and process rewards compare a pair with the step's other pairs "
+            "(in-batch negatives): give at least 2 pairs per device step",
+        )
     if g.outcome_tau <= 0:
         raise bad("outcome_tau", f"must be positive, got {g.outcome_tau}")
     if g.heldout_pairs_per_dataset < 0:

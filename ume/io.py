@@ -63,18 +63,27 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         tmp = Path(name)
     try:
         yield tmp
-        if is_dir:
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        else:
-            os.replace(tmp, path)
+        _umask_modes(tmp)
+        if is_dir and path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask_modes(path: Path) -> None:
+    """mkstemp/mkdtemp make 0600/0700 entries; give artifacts the modes of the user's umask
+    (shared caches and other users' runs on a cluster must be able to read them)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    entries = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for p in entries:
+        if not p.is_symlink():
+            p.chmod((0o777 if p.is_dir() else 0o666) & ~umask)
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -142,13 +151,16 @@ def git_commit(cwd: str | os.PathLike | None = None) -> str | None:
         return None
     if res.returncode != 0:
         return None
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"],
-        cwd=cwd or Path(__file__).resolve().parent,
-        capture_output=True,
-        text=True,
-        timeout=10,
-    ).stdout.strip()
+    try:
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd or Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return res.stdout.strip()
     return res.stdout.strip() + ("-dirty" if dirty else "")
 
 

@@ -101,6 +101,20 @@ def test_schema_has_descriptions_and_defaults():
         ),
         ({"run": "a b"}, "run: 'a b'"),
         ({"filter": {"enabled": "yes"}}, "filter.enabled: expected true or false"),
+        ({"split": {"rl_per_dataset": -1}}, "split.rl_per_dataset: must be 0 or more"),
+        (
+            {"data": {"real": {"datasets": {"VOC2007": {"weight": -1.0}}}}},
+            "data.real.datasets.VOC2007.weight: must be 0 or more",
+        ),
+        (
+            {"eval": {"image_min_tokens": 900, "image_max_tokens": 768}},
+            "eval.image_min_tokens: 900 is above image_max_tokens (768)",
+        ),
+        (
+            {"egrl": {"per_device_batch_size": 1}},
+            "egrl.per_device_batch_size: the outcome and process rewards compare",
+        ),
+        ({"models": {"embedder": {"path": "Qwen/Qwen3-VL-2B"}}}, "looks like a hub id"),
     ],
 )
 def test_bad_values_name_key_and_choices(data, needle):

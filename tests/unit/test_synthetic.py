@@ -69,9 +69,8 @@ def test_suite_covers_every_category_and_registers() -> None:
     assert get_task("synth", "SynthDocRET").metric == "ndcg_linear@5"
 
 
-def test_generation_is_fast_and_summarised(bench) -> None:
-    root, summary, seconds = bench
-    assert seconds < 15, f"default synthetic benchmark took {seconds:.1f}s"
+def test_generation_is_summarised(bench) -> None:
+    root, summary, _ = bench
     assert set(summary) == {s.name for s in SYNTH_TASKS}
     assert all(v["queries"] > 0 and v["candidates"] > 1 for v in summary.values())
     assert (root / "synthetic_summary.json").is_file()

@@ -72,6 +72,14 @@ def test_bad_config_stops_before_anything_runs(repo, tmp_path):
     )
 
 
+def test_unknown_eval_task_stops_with_its_name(repo, tmp_path):
+    bad = tmp_path / "tasks.yaml"
+    bad.write_text("eval:\n  tasks: [SynthT2I, NoSuchTask]\n")
+    res = snakemake(repo, tmp_path, "all", "-n", "--configfile", str(bad), check=False)
+    assert res.returncode != 0
+    assert "eval.tasks: unknown task 'NoSuchTask'" in res.stdout + res.stderr
+
+
 @pytest.fixture(scope="module")
 def full_run(repo, tmp_path_factory):
     work = tmp_path_factory.mktemp("wf")
@@ -120,8 +128,9 @@ def test_full_run_data_is_consistent(full_run):
     assert {"image", "video", "visdoc"} <= set(pairs["modality"])
     assert tcot["qry_tcot"].str.contains("</answer>").all()
     man = json.loads((r / "filter/manifest.json").read_text())
-    assert man["kept"] + man["dropped"] == len(pairs)
-    assert sum(man["kept_per_dataset"].values()) == man["kept"]
+    assert man["kept"] == int(filt["relevant"].sum()) and man["dropped"] > 0
+    assert man["kept_per_dataset"] == filt[filt["relevant"]]["dataset"].value_counts().to_dict()
+    assert len(con) + len(rl) <= man["kept"]
     assert not set(con["pair_id"]) & set(rl["pair_id"])
     assert len(rl) > 0 and len(con) > 0
     for col in ("qry_image", "pos_image"):

@@ -12,6 +12,7 @@ from ume.io import Manifest, write_json, write_parquet
 def prepare_pairs(cfg: Config, out_dir: str | Path) -> Path:
     """Write ``pairs.parquet`` and ``datasets.json`` (per-dataset size, weight, cap) to out_dir."""
     out = Path(out_dir)
+    (out / "media").mkdir(parents=True, exist_ok=True)  # a declared output, even with no media
     manifest = Manifest("data", cfg.sections())
     if cfg.data.source == "synthetic":
         from ume.data.synthetic import write_training_pairs
@@ -30,6 +31,7 @@ def prepare_pairs(cfg: Config, out_dir: str | Path) -> Path:
             extract_dir=out / "media",
             on_bad_item=cfg.data.on_bad_item,
             seed=cfg.seed,
+            num_frames=cfg.data.real.num_frames,
         )
         skipped = [
             dict(s, dataset=name) for name, st in stats.items() for s in st.get("skipped_items", [])

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 MODES = ("full", "answer_only", "no_evidence", "raw")
 #: Modules whose source is part of every embedding key.
-CODE_MODULES = ("ume.inputs", "ume.models.embedder")
+# Code whose change changes an embedding: the builder, what it parses and crops with, the model.
+CODE_MODULES = ("ume.inputs", "ume.tcot.format", "ume.tcot.evidence", "ume.models.embedder")
 
 
 class Encoder(Protocol):

@@ -287,6 +287,9 @@ class HFReasoner:
             "max_new_tokens": max_new_tokens,
             "temperature": temperature,
             "strip": "special-v1",
+            # precision and attention kernel change greedy outputs: part of the cache key
+            "dtype": dtype,
+            "attn": attn_implementation,
         }
         if temperature > 0:
             self.params["seed"] = seed

@@ -7,9 +7,10 @@
 * **local** ranking (each query against its own candidate list, MMEB image/QA tasks):
   :func:`rank_local`, a small matrix product per query.
 
-Ties are broken by a fixed pseudo-random order of the candidate ids, never by position:
-MMEB puts the positive first in every candidate list, so a position tie-break would
-reward an Embedder that cannot tell candidates apart.
+In local ranking, ties are broken by a fixed pseudo-random order of the candidate ids, never
+by position: MMEB puts the positive first in every candidate list, so a position tie-break
+would reward an Embedder that cannot tell candidates apart. In global ranking faiss breaks
+exact ties by corpus index (corpora are not ordered by relevance).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)

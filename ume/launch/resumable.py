@@ -3,15 +3,17 @@
 A stage that may be preempted, hit its time limit or be killed takes a ``checkpoint_dir``
 and follows three rules:
 
-1. On start, resume from ``CheckpointFolder(checkpoint_dir, fingerprint).latest()`` if any.
+1. On start, resume from ``resume_point(checkpoint_dir, fingerprint)`` if any (the newest
+   complete checkpoint; a folder left by another config or other inputs is cleared first).
 2. Save progress every so often with :meth:`CheckpointFolder.save` (atomic: a checkpoint
    folder either exists complete or not at all).
 3. Derive everything from (inputs, config, step): a resumed run then writes the same final
    artifacts as an uninterrupted one.
 
 Checkpoints are named ``checkpoint-<step>`` like the Hugging Face Trainer's, so a TRL/HF
-trainer can use the same folder: ``trainer.train(resume_from_checkpoint=folder.latest())``
-with ``output_dir=checkpoint_dir``. The folder must lie outside the rule's declared outputs
+trainer can use the same folder: ``trainer.train(resume_from_checkpoint=resume_point(...))``
+with ``output_dir=checkpoint_dir`` (the Trainer writes its checkpoints in place, so only one
+holding ``trainer_state.json``, which it writes last, counts as complete). The folder must lie outside the rule's declared outputs
 (Snakemake deletes those before a rerun): by convention ``results/<run>/checkpoints/<rule>/``.
 
 The ``fingerprint`` (e.g. a hash of the stage config and input checksums) guards against
@@ -34,11 +36,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ume.io import atomic_path, write_text
+from ume.io import atomic_path, sha256_file, write_text
 
 PREFIX = "checkpoint-"
 _STEP = re.compile(rf"^{PREFIX}(\d+)$")
 FINGERPRINT_FILE = "fingerprint.txt"
+TRAINER_STATE = "trainer_state.json"  # written last into a Trainer checkpoint
 
 
 def fingerprint_of(*parts: Any) -> str:
@@ -65,9 +68,12 @@ class CheckpointFolder:
     def path(self, step: int) -> Path:
         return self.root / f"{PREFIX}{step}"
 
-    def latest(self) -> Path | None:
-        steps = self.steps()
-        return self.path(steps[-1]) if steps else None
+    def latest(self, require: str | None = None) -> Path | None:
+        """The newest checkpoint (holding the file ``require``, when given) or None."""
+        for step in reversed(self.steps()):
+            if require is None or (self.path(step) / require).is_file():
+                return self.path(step)
+        return None
 
     def latest_step(self) -> int | None:
         steps = self.steps()
@@ -85,3 +91,72 @@ class CheckpointFolder:
         for p in self.root.iterdir():
             if _STEP.match(p.name) or p.name.startswith(f".{PREFIX}"):
                 shutil.rmtree(p, ignore_errors=True)
+
+
+def checkpoint_dir(out_dir: str | Path, given: str | Path | None) -> Path:
+    """Where a stage's checkpoints go: ``given``, else beside the output folder
+    (``<out>.checkpoints``), never inside it (a workflow removes a failed job's output folder,
+    and with it what resumption needs)."""
+    out_dir = Path(out_dir)
+    return Path(given) if given else out_dir.with_name(out_dir.name + ".checkpoints")
+
+
+def last_checkpoint(folder: str | Path, require: str | None = TRAINER_STATE) -> str | None:
+    """The newest complete ``checkpoint-N`` under ``folder`` (see :meth:`CheckpointFolder.latest`),
+    or None; no fingerprint check (use :func:`resume_point` to decide whether to resume)."""
+    if not Path(folder).is_dir():
+        return None
+    latest = CheckpointFolder(folder).latest(require)
+    return str(latest) if latest else None
+
+
+def resume_point(
+    folder: str | Path,
+    fingerprint: str,
+    *,
+    is_main: bool = True,
+    require: str | None = TRAINER_STATE,
+) -> str | None:
+    """Where a stage resumes: the newest complete checkpoint under ``folder``, or None.
+
+    Checkpoints written under another ``fingerprint`` (another config, other inputs) are
+    cleared first, so they are never resumed. Only the main process (``is_main``) checks and
+    clears; in a distributed run every process then waits for it (a barrier) before looking.
+    """
+    if is_main:
+        CheckpointFolder(folder, fingerprint=fingerprint)
+    _barrier()
+    return last_checkpoint(folder, require)
+
+
+def input_identity(path: str | Path) -> str:
+    """What identifies a stage input in a fingerprint: the sha256 of a file (a parquet file, a
+    ``backbone.json``); for a folder, that of the ``backbone.json`` inside it or beside it (a
+    trained stage's ``<out>/model``: its record holds the weights' checksum), else a hash of
+    its file names, sizes and JSON files (config, tokenizer) -- cheap next to hashing weights.
+    """
+    p = Path(path)
+    if p.is_file():
+        return sha256_file(p)
+    for rec in (p / "backbone.json", p.parent / "backbone.json"):
+        if rec.is_file():
+            return sha256_file(rec)
+    if not p.is_dir():
+        return f"missing:{p}"
+    h = hashlib.sha256()
+    for f in sorted(q for q in p.rglob("*") if q.is_file()):
+        h.update(f"{f.relative_to(p)}:{f.stat().st_size}".encode())
+        if f.suffix == ".json":
+            h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def _barrier() -> None:
+    import sys
+
+    if "torch" not in sys.modules:  # no torch loaded: not a distributed run
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()

@@ -15,7 +15,6 @@ offline mode, ``resolve_backbone`` refuses anything that is not a local folder (
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 
 from ume.config import BackboneConfig
 from ume.errors import ConfigError, DataError, OfflineError
+from ume.models.offline import looks_like_hub_id
 from ume.models.offline import set_offline_env as _set_offline_env
 
 # model_type in config.json -> transformers class name (the Qwen-VL families ume supports).
@@ -33,7 +33,6 @@ SUPPORTED_MODEL_TYPES: dict[str, str] = {
     "qwen3_vl_moe": "Qwen3VLMoeForConditionalGeneration",
 }
 _DTYPES = ("float32", "bfloat16", "float16")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Tokens cut from generated text: the end of the turn and padding (T-CoT tags stay).
 _STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 _TINY_RULE = "base_models"
@@ -57,7 +56,7 @@ def set_offline_env() -> None:
 
 
 def _looks_like_hub_id(s: str) -> bool:
-    return bool(_HUB_ID.match(s)) and not s.startswith((".", "/", "~"))
+    return looks_like_hub_id(s)
 
 
 def resolve_backbone(role: str, cfg: BackboneConfig, tiny_dir: str | Path | None) -> Path:

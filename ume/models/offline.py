@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -20,3 +21,11 @@ def set_offline_env() -> None:
     """
     for k, v in OFFLINE_ENV.items():
         os.environ[k] = v
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def looks_like_hub_id(path: str) -> bool:
+    """``Qwen/Qwen3-VL-8B-Instruct`` (one slash, no leading ./ or /) and not a local folder."""
+    return bool(_HUB_ID.match(path)) and not os.path.exists(os.path.expanduser(path))

@@ -24,7 +24,6 @@ from ume.config import TinyModelConfig
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any, Literal
@@ -494,17 +493,7 @@ def build_tiny(family: Family, cfg: TinyModelConfig | None, out_dir: str | Path)
             "weights_sha256": {f.name: sha256_file(f) for f in sorted(tmp.glob("*.safetensors"))},
         }
         (tmp / TINY_INFO_NAME).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
-        _make_readable(tmp)
     return out_dir
-
-
-def _make_readable(folder: Path) -> None:
-    """mkdtemp/tempfile create 0700/0600 entries; give the artifact the usual umask modes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    folder.chmod(0o777 & ~umask)
-    for f in folder.rglob("*"):
-        f.chmod((0o777 if f.is_dir() else 0o666) & ~umask)
 
 
 def read_tiny_info(folder: str | Path) -> dict[str, Any] | None:

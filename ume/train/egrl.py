@@ -210,7 +210,12 @@ def egrl_trainer_class():
             # (prompt_ids, completion_ids, tool_mask, completions, logprobs, extra, images,
             # tool_images).)
             out = list(super()._generate(prompts))
-            if len(out) == 8 and isinstance(out[6], list):
+            if len(out) != 8 or not isinstance(out[6], list | type(None)):
+                raise RuntimeError(
+                    "EGRLTrainer._generate knows TRL 1.16's 8-tuple; this TRL returns "
+                    f"{len(out)} values: update the mixed image/text batch fix in ume/train/egrl.py"
+                )
+            if isinstance(out[6], list):
                 out[6] = [x if x is not None else [] for x in out[6]]
             return tuple(out)
 

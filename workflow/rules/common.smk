@@ -39,7 +39,7 @@ STAGE_SECTIONS = {
     "egrl": ["seed", "models", "egrl"],
     "launch": ["launch"],
     "eval": ["seed", "models", "train_embedder", "eval"],
-    "report": ["models", "train_embedder", "eval"],
+    "report": ["run", "results_dir", "models", "train_embedder", "eval"],
 }
 
 

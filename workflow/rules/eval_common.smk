@@ -2,6 +2,7 @@
 import re
 from pathlib import Path
 
+from ume.eval.registry import find_task
 from ume.eval.registry import tasks as suite_tasks
 
 EVAL = f"{R}/eval"
@@ -32,10 +33,30 @@ def stage_output(stages, choice, skip=()):
     raise WorkflowError(f"no stage of {list(stages)} is defined in this workflow")
 
 
+def selected_tasks():
+    """eval.tasks as canonical task names (aliases and data names accepted); None: all."""
+    if CFG.eval.tasks is None:
+        return None
+    chosen = set()
+    for name in CFG.eval.tasks:
+        specs = [find_task(suite, name) for suite in CFG.eval.suites]
+        specs = [s for s in specs if s is not None]
+        if not specs:
+            raise WorkflowError(
+                f"eval.tasks: unknown task {name!r} in the suites {CFG.eval.suites}; "
+                "see ume/eval/registry.py (or the synthetic suite) for the names"
+            )
+        chosen.update(s.name for s in specs)
+    return chosen
+
+
+SELECTED_TASKS = selected_tasks()
+
+
 def eval_tasks(suite):
     """Task names of a suite, restricted to eval.tasks when it is set."""
     names = [s.name for s in suite_tasks(suite)]
-    return [n for n in names if CFG.eval.tasks is None or n in CFG.eval.tasks]
+    return [n for n in names if SELECTED_TASKS is None or n in SELECTED_TASKS]
 
 
 def task_constraint(suite):
