@@ -225,7 +225,8 @@ def _check_image(path: Path, verify: bool) -> str | None:
 
 
 # --------------------------------------------------------------------------- frames
-def _natural_key(name: str) -> list[Any]:
+def natural_key(name: str) -> list[Any]:
+    """Sort key of natural order (``2.jpg`` before ``10.jpg``)."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
 
 
@@ -236,7 +237,7 @@ def list_frames(folder: Path) -> list[str]:
         raise _ItemError(f"frame folder {folder} missing")
     names = sorted(
         (n.name for n in folder.iterdir() if n.suffix.lower() in IMAGE_EXTENSIONS and n.is_file()),
-        key=_natural_key,
+        key=natural_key,
     )
     if not names:
         raise _ItemError(f"frame folder {folder} holds no .jpg/.jpeg/.png frames")
@@ -562,7 +563,7 @@ def _load_video_mret(
             q = _video_item(ctx, vdir / "query", VIDEO_MRET_INST[0], text)
             clips = sorted(
                 (p.name for p in vdir.iterdir() if p.is_dir() and p.name != "query"),
-                key=_natural_key,
+                key=natural_key,
             )
             if not clips:
                 raise _ItemError(f"no candidate clip folders under {vdir}")

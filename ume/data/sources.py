@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ume.config import RealSourcesConfig, SourceDatasetConfig
+from ume.data.benchmarks import IMAGE_EXTENSIONS
 from ume.data.pairs import Item, pair_row, pairs_frame
 from ume.errors import ConfigError, DataError
 from ume.io import atomic_path
@@ -135,7 +136,6 @@ _ROOT_KEYS = {
 
 _IMAGE_MARKER = re.compile(r"<\|image_\d+\|>")
 _VIDEO_MARKER = re.compile(r"<video>|<image>")
-_FRAME_EXTS = (".jpg", ".jpeg", ".png")
 _SKIP_HINT = (
     "Fix or remove the item, or set data.on_bad_item: skip to leave such items out "
     "(they are counted and listed in the manifest)."
@@ -342,22 +342,17 @@ def _mmeb_builder(subset: str, image_root: Path, check: _ImageChecker) -> Callab
 
 
 # --------------------------------------------------------------------------- LLaVA-Hound
-def _natural_key(name: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
 def sample_frame_files(names: list[str], num_frames: int) -> list[str]:
     """``num_frames`` names spread uniformly over the naturally sorted list (all if fewer).
 
     >>> sample_frame_files([f"f{i}.jpg" for i in range(1, 11)], 4)
     ['f1.jpg', 'f4.jpg', 'f7.jpg', 'f10.jpg']
     """
-    import numpy as np
+    # the evaluation loaders' own sampling: training and evaluation see videos alike
+    from ume.data.benchmarks import natural_key, sample_frames
 
-    names = sorted(names, key=_natural_key)
-    if num_frames <= 0 or num_frames >= len(names):
-        return names
-    return [names[i] for i in np.linspace(0, len(names) - 1, num_frames, dtype=int)]
+    names = sorted(names, key=natural_key)
+    return names if num_frames <= 0 else sample_frames(names, num_frames)
 
 
 def _llava_builder(kind: str, frame_root: Path, num_frames: int, check: _ImageChecker) -> Callable:
@@ -370,7 +365,7 @@ def _llava_builder(kind: str, frame_root: Path, num_frames: int, check: _ImageCh
         d = frame_root / video
         if not d.is_dir():
             raise _Bad(f"frame folder {d} missing; {hint}")
-        names = [n for n in os.listdir(d) if n.lower().endswith(_FRAME_EXTS)]
+        names = [n for n in os.listdir(d) if n.lower().endswith(IMAGE_EXTENSIONS)]
         if not names:
             raise _Bad(f"frame folder {d} holds no .jpg/.jpeg/.png frames; {hint}")
         paths = tuple(str(d / n) for n in sample_frame_files(names, num_frames))
