@@ -12,8 +12,9 @@ from safetensors.torch import load_file
 from tests.fixtures.contrastive_pairs import small_pairs
 from ume.config import load_config
 from ume.errors import DataError
+from ume.launch.resumable import last_checkpoint
 from ume.models.stage import build_base_models
-from ume.train.contrastive import TrainingInterrupted, last_checkpoint, train_embedder
+from ume.train.contrastive import TrainingInterrupted, train_embedder
 
 pytestmark = pytest.mark.integration
 

@@ -251,3 +251,44 @@ def test_the_slurm_profile_selects_the_paper_preset_and_the_slurm_launcher(repo)
     assert all((repo / f).exists() for f in prof["configfiles"])
     assert os.access(repo / "scripts/slurm/bin/sacct", os.X_OK)
     assert Path(repo / "docs/cluster.md").exists()
+
+
+def test_resume_point_clears_another_fingerprint_and_skips_incomplete_checkpoints(tmp_path):
+    from ume.launch.resumable import input_identity, resume_point
+
+    ck = tmp_path / "ck"
+    assert resume_point(ck, "a") is None
+    for step, complete in ((2, True), (5, False)):  # a Trainer writes trainer_state.json last
+        (ck / f"checkpoint-{step}").mkdir()
+        if complete:
+            (ck / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert resume_point(ck, "a") == str(ck / "checkpoint-2")
+    assert resume_point(ck, "a", require=None) == str(ck / "checkpoint-5")
+    assert resume_point(ck, "b") is None  # another config or other inputs: cleared
+    assert not any(ck.glob("checkpoint-*"))
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    before = input_identity(model)
+    (model / "config.json").write_text('{"hidden_size": 16}')
+    assert input_identity(model) != before
+    (tmp_path / "backbone.json").write_text('{"weights_sha256": "x"}')  # a trained stage's
+    assert input_identity(model) == input_identity(tmp_path / "backbone.json")
+
+
+def test_reasoner_fingerprint_leaves_out_the_run_length(tmp_path, repo):
+    from ume.config import load_config
+    from ume.train.reasoner import fingerprint
+
+    cfg = load_config(repo / "config" / "config.yaml")
+    pairs = tmp_path / "pairs.parquet"
+    pairs.write_bytes(b"a")
+    fp = fingerprint(cfg, [pairs, None])
+    cfg.sft.max_steps, cfg.egrl.epochs = 7, 3  # extending a run is a legitimate resume
+    assert fingerprint(cfg, [pairs]) == fp
+    cfg.sft.learning_rate *= 2
+    assert fingerprint(cfg, [pairs]) != fp
+    cfg.sft.learning_rate /= 2
+    pairs.write_bytes(b"b")
+    assert fingerprint(cfg, [pairs]) != fp

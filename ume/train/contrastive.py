@@ -55,6 +55,8 @@ from ume.config import Config
 from ume.data.pairs import Item, check_pairs_frame
 from ume.errors import ConfigError, DataError
 from ume.io import Manifest, atomic_path, checksum, sha256_file, write_json, write_text
+from ume.launch.resumable import checkpoint_dir as checkpoint_dir_for
+from ume.launch.resumable import fingerprint_of, resume_point
 from ume.tcot.format import DEFAULT_FRAME_BASE
 from ume.train.gradcache import chunk, gradcache_step
 from ume.train.losses import ddp_loss_scale, info_nce, world
@@ -398,32 +400,14 @@ def _device_settings(cfg: Config) -> dict[str, Any]:
 
 
 def _fingerprint(cfg: Config, inputs: Sequence[str | Path | None]) -> str:
-    """Hash of what the run computes from: config sections (not where it runs) and inputs."""
-    from ume.launch.resumable import fingerprint_of
+    """Hash of what the run computes from: config sections (not where it runs) and inputs.
 
+    Unlike the Reasoner stages', it keeps ``max_steps``/``epochs``: the warm-up + cosine
+    schedule spans the number of steps, so a run of another length is another run."""
     sections = cfg.sections()
     sections.pop("launch", None)
     files = sorted(sha256_file(p) for p in inputs if p and Path(p).is_file())
     return fingerprint_of(sections, files)
-
-
-def last_checkpoint(folder: str | Path) -> str | None:
-    """The newest complete ``checkpoint-N`` (trainer state and weights written) or None."""
-    from ume.launch.resumable import CheckpointFolder
-
-    folder = CheckpointFolder(folder)
-    for step in reversed(folder.steps()):
-        p = folder.path(step)
-        if (p / "trainer_state.json").is_file():  # the Trainer writes it last
-            return str(p)
-    return None
-
-
-def checkpoint_dir_for(out_dir: str | Path, given: str | Path | None) -> Path:
-    """``given``, else ``<out>.checkpoints`` beside the output folder (never inside a
-    declared output, which a workflow removes with a failed job)."""
-    out_dir = Path(out_dir)
-    return Path(given) if given else out_dir.with_name(out_dir.name + ".checkpoints")
 
 
 def _enable_checkpointing(embedder) -> None:
@@ -497,7 +481,6 @@ def train_embedder(
 
     from ume.inputs import check_mode
     from ume.launch.distributed import resolve_config
-    from ume.launch.resumable import CheckpointFolder
     from ume.models.embedder import Embedder
     from ume.models.stage import read_backbone
 
@@ -550,13 +533,8 @@ def train_embedder(
         disable_tqdm=True,
     )
     is_main = args.process_index == 0
-    if is_main:  # clears checkpoints of another config or other inputs
-        CheckpointFolder(ckpt, fingerprint=_fingerprint(cfg, inputs))
-    if args.world_size > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-    last = last_checkpoint(ckpt)
+    # clears checkpoints of another config or other inputs (main process, then a barrier)
+    last = resume_point(ckpt, _fingerprint(cfg, inputs), is_main=is_main)
 
     sampler = ContrastiveBatchSampler.from_frame(
         df,

@@ -54,6 +54,7 @@ from ume.config import Config, EGRLConfig
 from ume.data.pairs import Item
 from ume.errors import ConfigError, DataError
 from ume.io import Manifest, write_json
+from ume.launch.resumable import checkpoint_dir, resume_point
 from ume.train import reasoner as R
 from ume.train.rewards import (
     QUERY,
@@ -354,7 +355,8 @@ def train_egrl(
     ``reasoner``, ``embedder``, ``discriminator``: model folders or ``backbone.json`` files
     (the starting Reasoner, the trained Embedder, the Discriminator; the last two only for
     local backends, the Discriminator only with the process reward). ``checkpoints``:
-    resumption folder (default :func:`~ume.train.reasoner.checkpoint_dir`).
+    resumption folder (default :func:`~ume.launch.resumable.checkpoint_dir`; resumed only under
+    the same :func:`~ume.train.reasoner.fingerprint`).
     ``embedder_backend`` / ``discriminator_backend``: ready backends instead (tests).
     """
     from ume.models.backbone import load_backbone
@@ -362,7 +364,7 @@ def train_egrl(
 
     g = cfg.egrl
     out_dir = Path(out_dir)
-    ckpt = R.checkpoint_dir(out_dir, checkpoints)
+    ckpt = checkpoint_dir(out_dir, checkpoints)
     manifest = Manifest("egrl", cfg.sections(), [rl_path])
     try:
         df = pd.read_parquet(rl_path)
@@ -411,7 +413,9 @@ def train_egrl(
         peft_config=peft_config,
         callbacks=[R.train_log_callback(out_dir / "train_log.csv", out_dir / "train_log.png")],
     )
-    resume = R.last_checkpoint(ckpt)
+    # checkpoints of another config or other inputs are cleared, never resumed
+    fp = R.fingerprint(cfg, [rl_path, reasoner, embedder, discriminator])
+    resume = resume_point(ckpt, fp, is_main=args.process_index == 0)
     if resume:
         log.info("resuming EG-RL from %s", resume)
     t0 = time.time()

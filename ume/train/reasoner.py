@@ -5,8 +5,10 @@ A Reasoner stage writes ``<out>/model/`` (a plain transformers folder: LoRA merg
 processor beside it), ``<out>/backbone.json`` (what later stages read, the same record as
 the base models', :func:`ume.models.stage.read_backbone`), ``<out>/train_log.csv`` and
 ``<out>/train_log.png``, and ``<out>/manifest.json``. Checkpoints go to a folder outside
-``<out>`` (:func:`checkpoint_dir`) while training and are removed once the model is saved; a
-stage started again after an interruption resumes from the last one.
+``<out>`` (:func:`ume.launch.resumable.checkpoint_dir`) while training and are removed once
+the model is saved; a stage started again after an interruption resumes from the last one if
+it was made under the same :func:`fingerprint` (config and inputs), and starts afresh
+otherwise (:func:`ume.launch.resumable.resume_point`).
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ume.config import BackboneConfig, LoraConfig
+from ume.config import BackboneConfig, Config, LoraConfig
 from ume.data.pairs import Item
 from ume.io import atomic_path, checksum, write_json, write_text
+from ume.launch.resumable import fingerprint_of, input_identity
 from ume.tcot.prompts import tcot_messages
 
 log = logging.getLogger(__name__)
@@ -129,27 +132,25 @@ def model_folder(path: str | Path) -> Path:
     return Path(resolve_model_folder(path))
 
 
-def checkpoint_dir(out_dir: str | Path, given: str | Path | None) -> Path:
-    """Where checkpoints go: ``given``, else beside the output folder (``<out>.checkpoints``),
-    never inside it (a workflow removes a failed job's output folder, and with it what
-    resumption needs)."""
-    out_dir = Path(out_dir)
-    return Path(given) if given else out_dir.with_name(out_dir.name + ".checkpoints")
+def fingerprint(cfg: Config, inputs: list[str | Path | None]) -> str:
+    """What a Reasoner stage's checkpoints must match to be resumed: the config sections (not
+    ``launch``, where it runs) and the identity of its inputs (the pairs' parquet file, the
+    ``backbone.json`` or model folder of each model it starts from or scores with).
 
-
-def last_checkpoint(folder: str | Path) -> str | None:
-    """The newest ``checkpoint-N`` under ``folder`` that holds a trainer state, or None."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        return None
-    cands = [
-        p
-        for p in folder.glob("checkpoint-*")
-        if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").is_file()
-    ]
-    if not cands:
-        return None
-    return str(max(cands, key=lambda p: int(p.name.split("-")[-1])))
+    ``max_steps`` and ``epochs`` are left out (of every section): extending a run (a killed
+    job rerun with more steps) is a legitimate resume, and the steps already done are the
+    same. With a decaying learning-rate schedule the steps after the checkpoint follow the
+    new length's schedule.
+    """
+    sections = cfg.sections()
+    sections.pop("launch", None)
+    sections = {
+        k: {kk: vv for kk, vv in v.items() if kk not in ("max_steps", "epochs")}
+        if isinstance(v, dict)
+        else v
+        for k, v in sections.items()
+    }
+    return fingerprint_of(sections, [input_identity(p) for p in inputs if p])
 
 
 def drop_checkpoints(folder: str | Path) -> None:
@@ -164,12 +165,26 @@ _FIRST = ("step", "wall_s", "loss", "reward", "reward_std")
 def train_log_callback(csv_path: str | Path, png_path: str | Path | None = None):
     """A ``TrainerCallback`` writing one CSV row per logged step (and a PNG at the end).
 
-    Resumption-safe: at the start of training the rows already in the CSV up to the
-    resumed step are kept, later ones (logged after the last checkpoint) dropped.
+    Resumption-safe: at the start of a resumed run the rows up to the resumed step are rebuilt
+    from the checkpoint's ``state.log_history`` (each entry also gets its ``wall_s``), so they
+    survive a workflow deleting the failed job's output folder, CSV included; rows logged after
+    the last checkpoint are dropped. A checkpoint without a log history falls back to the CSV.
     """
     import time
 
     from transformers import TrainerCallback
+
+    def logged(logs: dict) -> bool:
+        return "train_runtime" not in logs and any(
+            k in logs for k in ("loss", "reward", "train_loss")
+        )
+
+    def numbers(logs: dict) -> dict[str, float]:
+        return {
+            k: float(v)
+            for k, v in logs.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
 
     class TrainLog(TrainerCallback):
         def __init__(self) -> None:
@@ -178,21 +193,26 @@ def train_log_callback(csv_path: str | Path, png_path: str | Path | None = None)
             self.offset = 0.0
 
         def on_train_begin(self, args, state, control, **kw):
-            self.rows = [r for r in read_log(csv_path) if r.get("step", 0) <= state.global_step]
-            self.offset = self.rows[-1].get("wall_s", 0.0) if self.rows else 0.0
+            step = state.global_step
+            history = [e for e in state.log_history if logged(e) and e.get("step", 0) <= step]
+            self.rows = [{"step": float(e["step"])} | numbers(e) for e in history]
+            if not self.rows:
+                self.rows = [r for r in read_log(csv_path) if r.get("step", 0) <= step]
+            walls = [r["wall_s"] for r in self.rows if "wall_s" in r]
+            self.offset = walls[-1] if walls else 0.0
             self.t0 = time.time()
 
         def on_log(self, args, state, control, logs=None, **kw):
             logs = logs or {}
-            if "train_runtime" in logs or not any(
-                k in logs for k in ("loss", "reward", "train_loss")
-            ):
+            if not logged(logs):
                 return
             row = {"step": float(state.global_step)}
             row["wall_s"] = round(self.offset + time.time() - self.t0, 3)
-            for k, v in logs.items():
-                if isinstance(v, int | float) and not isinstance(v, bool):
-                    row[k] = float(v)
+            row |= numbers(logs)
+            # the Trainer appended this entry just before; checkpoints save the history
+            last = state.log_history[-1] if state.log_history else None
+            if last is not None and last.get("step") == state.global_step:
+                last["wall_s"] = row["wall_s"]
             self.rows.append(row)
             write_log(csv_path, self.rows)
 

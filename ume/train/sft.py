@@ -27,6 +27,7 @@ from ume.config import Config
 from ume.data.pairs import Item
 from ume.errors import DataError
 from ume.io import Manifest
+from ume.launch.resumable import checkpoint_dir, resume_point
 from ume.tcot.format import check_format
 from ume.train import reasoner as R
 
@@ -61,7 +62,8 @@ def train_sft(
     """Train, merge and save the SFT Reasoner to ``out_dir``; returns the backbone record.
 
     ``reasoner``: the starting Reasoner (``backbone.json`` or model folder);
-    ``checkpoints``: resumption folder (default :func:`~ume.train.reasoner.checkpoint_dir`).
+    ``checkpoints``: resumption folder (default :func:`~ume.launch.resumable.checkpoint_dir`;
+    resumed only under the same :func:`~ume.train.reasoner.fingerprint`).
     """
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
@@ -90,7 +92,7 @@ def train_sft(
     peft_config = R.lora_peft_config(s.lora) if s.lora.enabled else None
     if peft_config is None:
         R.freeze_vision(model)
-    ckpt = R.checkpoint_dir(out_dir, checkpoints)
+    ckpt = checkpoint_dir(out_dir, checkpoints)
     args = TRLSFTConfig(
         output_dir=str(ckpt),
         per_device_train_batch_size=s.batch_size,
@@ -118,7 +120,9 @@ def train_sft(
         peft_config=peft_config,
         callbacks=[R.train_log_callback(out_dir / "train_log.csv", out_dir / "train_log.png")],
     )
-    resume = R.last_checkpoint(ckpt)
+    # checkpoints of another config or other inputs are cleared, never resumed
+    fp = R.fingerprint(cfg, [pairs_path, reasoner])
+    resume = resume_point(ckpt, fp, is_main=args.process_index == 0)
     if resume:
         log.info("resuming SFT from %s", resume)
     t0 = time.time()
