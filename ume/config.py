@@ -272,7 +272,6 @@ EGRL_PRESETS: dict[str, dict[str, Any]] = {
         "shuffle_candidates": False,
     },
 }
-EGRL_PRESET_GROUP_SIZE = {"paper": 8, "release": 4}
 
 
 @dataclass
