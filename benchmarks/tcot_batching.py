@@ -29,7 +29,7 @@ from ume.config import SyntheticConfig, TinyModelConfig
 from ume.data.benchmarks import load_spec
 from ume.eval.reason import HFReasoner
 from ume.eval.registry import get_task
-from ume.models.offline import set_offline_env
+from ume.offline import set_offline_env
 from ume.tcot.prompts import tcot_messages
 
 TASKS = ("SynthT2I", "SynthVQA", "SynthVideoRET", "SynthDocRET", "SynthUVRB-CG", "SynthCLS")

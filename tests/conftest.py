@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ume.models.offline import set_offline_env
+from ume.offline import set_offline_env
 
 set_offline_env()
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -327,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ume.models.offline import set_offline_env
+    from ume.offline import set_offline_env
 
     set_offline_env()
     logging.basicConfig(

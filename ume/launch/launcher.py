@@ -74,7 +74,7 @@ class StageCall(Checkpointable):
     def __call__(self) -> None:
         import submitit
 
-        from ume.models.offline import set_offline_env
+        from ume.offline import set_offline_env
 
         set_offline_env()
         logging.basicConfig(

@@ -22,8 +22,8 @@ from typing import Any
 
 from ume.config import BackboneConfig
 from ume.errors import ConfigError, DataError, OfflineError
-from ume.models.offline import looks_like_hub_id
-from ume.models.offline import set_offline_env as _set_offline_env
+from ume.offline import looks_like_hub_id
+from ume.offline import set_offline_env as _set_offline_env
 
 # model_type in config.json -> transformers class name (the Qwen-VL families ume supports).
 SUPPORTED_MODEL_TYPES: dict[str, str] = {
