@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from ume.config import TinyModelConfig
-from ume.data.pairs import Item
+from ume.items import Item
 from ume.models.embedder import Embedder
 from ume.tcot.format import render_tcot
 

@@ -81,9 +81,9 @@ def make_inputs(media: Path, pairs: int, seed: int):
 
     from ume.annotate.backends import OracleAnnotator
     from ume.config import OracleConfig, SyntheticConfig
-    from ume.data.pairs import Item
     from ume.data.synthetic import TRAIN_DATASETS, write_training_pairs
     from ume.inputs import build_input
+    from ume.items import Item
 
     per = -(-pairs // len(TRAIN_DATASETS))
     df = write_training_pairs(

@@ -1,7 +1,7 @@
 """The Embedder's input: one builder for training, the RL reward and evaluation alike.
 
 The paper's release builds the Embedder input in three places, and its trainer silently drops
-the T-CoT. Here :func:`build_input` is the only place that turns an :class:`~ume.data.pairs.Item`
+the T-CoT. Here :func:`build_input` is the only place that turns an :class:`~ume.items.Item`
 and its T-CoT into a chat, and :func:`collate` the only place that turns chats into model
 tensors. The user turn holds, in order (``../shared/docs/method.md``, "T-CoT format")::
 
@@ -33,8 +33,8 @@ from typing import Any
 
 from PIL import Image
 
-from ume.data.pairs import Item
 from ume.errors import ConfigError
+from ume.items import Item
 from ume.tcot.evidence import materialise
 from ume.tcot.format import (
     ANSWER_CLOSE,

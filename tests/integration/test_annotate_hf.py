@@ -10,7 +10,7 @@ from PIL import Image
 from ume.annotate.backends import HFAnnotator
 from ume.annotate.stage import annotate_pairs, filter_pairs
 from ume.config import TinyModelConfig, config_from_dict
-from ume.data.pairs import Item, pair_row, pairs_frame
+from ume.items import Item, pair_row, pairs_frame
 from ume.models.tiny import build_tiny
 
 pytestmark = pytest.mark.integration

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from tests.fixtures.tiny_run import tiny_run
-from ume.data.pairs import Item
+from ume.items import Item
 from ume.tcot.format import render_tcot
 from ume.train import egrl as egrl_mod
 from ume.train.frozen import LocalDiscriminator, LocalEmbedder

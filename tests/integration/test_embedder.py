@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from ume.config import LoraConfig, TinyModelConfig
-from ume.data.pairs import Item
 from ume.errors import ConfigError
 from ume.inputs import EMB_TOKEN, build_input, collate
+from ume.items import Item
 from ume.models.backbone import load_backbone
 from ume.models.embedder import EMBEDDER_INFO_NAME, Embedder
 from ume.models.tiny import build_tiny

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from ume.config import config_from_dict
-from ume.data.pairs import Item, pair_row, pairs_frame
 from ume.errors import ConfigError, DataError
 from ume.io import write_parquet
+from ume.items import Item, pair_row, pairs_frame
 from ume.tcot.format import render_tcot
 from ume.train.contrastive import (
     CURVE_COLUMNS,

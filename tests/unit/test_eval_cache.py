@@ -10,7 +10,6 @@ import pytest
 
 from tests.fixtures import real_layouts as fx
 from tests.fixtures.eval_fakes import FakeEmbedder, FakeReasoner
-from ume.data.pairs import Item
 from ume.eval.encode import CachedEncoder, EmbeddingCache, EncodeStats, embedding_key
 from ume.eval.keys import chat_fingerprint, content_key, folder_identity, item_fingerprint
 from ume.eval.reason import (
@@ -20,6 +19,7 @@ from ume.eval.reason import (
     cache_namespace,
     strip_tokens,
 )
+from ume.items import Item
 from ume.tcot.prompts import tcot_messages
 
 pytestmark = pytest.mark.unit

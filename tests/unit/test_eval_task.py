@@ -196,8 +196,8 @@ def test_server_reasoner_retries_and_counts_tokens(tmp_path):
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from ume.config import ServerConfig
-    from ume.data.pairs import Item
     from ume.eval.reason import ServerReasoner
+    from ume.items import Item
 
     seen: list[dict] = []
 

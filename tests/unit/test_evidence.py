@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 import ume.tcot.evidence as evidence_mod
-from ume.data.pairs import Item
+from ume.items import Item
 from ume.tcot.evidence import materialise, pixel_box
 from ume.tcot.format import Evidence, ParsedTCoT, parse_tcot, render_tcot
 from ume.tcot.prompts import tcot_messages

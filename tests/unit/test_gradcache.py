@@ -121,8 +121,8 @@ def tiny_embedder_and_inputs(tmp_path_factory):
     from PIL import Image
 
     from ume.config import LoraConfig, TinyModelConfig
-    from ume.data.pairs import Item
     from ume.inputs import build_input
+    from ume.items import Item
     from ume.models.embedder import Embedder
     from ume.models.tiny import build_tiny
     from ume.tcot.format import render_tcot

@@ -10,7 +10,6 @@ from PIL import Image
 
 import ume.inputs as inputs_mod
 from ume.config import TinyModelConfig
-from ume.data.pairs import Item
 from ume.errors import ConfigError
 from ume.inputs import (
     EMB_TOKEN,
@@ -22,6 +21,7 @@ from ume.inputs import (
     input_length,
     problem_counts,
 )
+from ume.items import Item
 from ume.tcot.evidence import pixel_box
 from ume.tcot.format import render_tcot
 

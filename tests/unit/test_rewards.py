@@ -29,8 +29,8 @@ import torch
 from PIL import Image
 
 from ume.config import EGRL_PRESETS, EGRLConfig, ServerConfig, load_config
-from ume.data.pairs import Item
 from ume.errors import ConfigError
+from ume.items import Item
 from ume.tcot.format import render_tcot
 from ume.train.egrl import PairBatchSampler
 from ume.train.frozen import LocalEmbedder, ServerDiscriminator, ServerEmbedder

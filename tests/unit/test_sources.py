@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 
 from ume.config import RealSourcesConfig, SourceDatasetConfig
-from ume.data.pairs import PAIR_COLUMNS, check_pairs_frame
 from ume.data.sources import (
     MMEB_TRAIN_SUBSETS,
     SOURCE_DATASETS,
@@ -20,6 +19,7 @@ from ume.data.sources import (
     sample_frame_files,
 )
 from ume.errors import ConfigError, DataError
+from ume.items import PAIR_COLUMNS, check_pairs_frame
 
 try:
     from tests.fixtures import train_sources as fx

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import ume.tcot.prompts as prompts
-from ume.data.pairs import Item
 from ume.errors import DataError
+from ume.items import Item
 from ume.tcot.format import EVIDENCE_KEY, EVIDENCE_KEYS, TAG_STRINGS
 from ume.tcot.prompts import (
     FAMILIES,

@@ -14,9 +14,9 @@ import pandas as pd
 
 from ume.annotate.backends import Annotator, make_annotator
 from ume.config import Config
-from ume.data.pairs import Item, check_pairs_frame
 from ume.errors import ConfigError, DataError
 from ume.io import Manifest, write_parquet
+from ume.items import Item, check_pairs_frame
 from ume.tcot.format import parse_tcot
 
 log = logging.getLogger(__name__)

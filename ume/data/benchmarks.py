@@ -1,7 +1,7 @@
 """Loaders of the real MMEB-V2 and UVRB layouts (the synthetic suite is written in the same ones).
 
 ``load_task(layout, name, root)`` reads one task under a benchmark root and returns an
-:class:`EvalTask` of :class:`~ume.data.pairs.Item` s with absolute paths. Layouts, relative
+:class:`EvalTask` of :class:`~ume.items.Item` s with absolute paths. Layouts, relative
 to ``root`` (see ``docs/benchmarks.md`` of the shared docs for the benchmarks' own facts):
 
 ``mmeb_image``
@@ -76,9 +76,9 @@ from typing import Any
 
 import numpy as np
 
-from ume.data.pairs import Item
 from ume.errors import DataError
 from ume.io import atomic_path
+from ume.items import Item
 
 LAYOUTS = (
     "mmeb_image",

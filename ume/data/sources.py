@@ -1,6 +1,6 @@
 """Loaders for the paper's training sources (the VLM2Vec-V2 recipe), read from local copies.
 
-Each source becomes rows of THE pair format (:mod:`ume.data.pairs`); items hold absolute
+Each source becomes rows of THE pair format (:mod:`ume.items`); items hold absolute
 paths. The layouts are the public ones, as the VLM2Vec-V2 and Embed-RL training code reads them:
 
 ``data.real.mmeb_train_root`` — a copy of HF ``TIGER-Lab/MMEB-train``::
@@ -58,9 +58,9 @@ from typing import Any, NamedTuple
 
 from ume.config import RealSourcesConfig, SourceDatasetConfig
 from ume.data.benchmarks import IMAGE_EXTENSIONS
-from ume.data.pairs import Item, pair_row, pairs_frame
 from ume.errors import ConfigError, DataError
 from ume.io import atomic_path
+from ume.items import Item, pair_row, pairs_frame
 
 
 class SourceSpec(NamedTuple):

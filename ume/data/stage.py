@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from ume.config import Config
-from ume.data.pairs import check_pairs_frame
 from ume.io import Manifest, write_json, write_parquet
+from ume.items import check_pairs_frame
 
 
 def prepare_pairs(cfg: Config, out_dir: str | Path) -> Path:

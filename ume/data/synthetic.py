@@ -3,7 +3,7 @@
 :func:`write_benchmark` writes every task of :data:`SYNTH_TASKS` under a root in exactly the
 layouts :func:`ume.data.benchmarks.load_task` reads for MMEB-V2 and UVRB, so one set of
 loaders reads both; :func:`write_training_pairs` writes the training media and returns the
-pairs (:mod:`ume.data.pairs` format) of :data:`TRAIN_DATASETS`.
+pairs (:mod:`ume.items` format) of :data:`TRAIN_DATASETS`.
 
 Content in which evidence matters (drawing in :mod:`ume.data.scenes`):
 
@@ -36,7 +36,6 @@ import numpy as np
 
 from ume.config import SyntheticConfig
 from ume.data.benchmarks import GT_SIDECAR, candidate_id, task_dir
-from ume.data.pairs import Item, pair_row, pairs_frame
 from ume.data.scenes import (
     CELLS,
     COLORS,
@@ -57,6 +56,7 @@ from ume.data.scenes import (
 from ume.errors import DataError
 from ume.eval.registry import TaskSpec, register_suite
 from ume.io import write_json, write_parquet
+from ume.items import Item, pair_row, pairs_frame
 
 COLOR_NAMES = tuple(COLORS)
 TABLE = "test-00000-of-00001.parquet"
@@ -943,7 +943,7 @@ def write_benchmark(
 # --------------------------------------------------------------------------- training pairs
 def write_training_pairs(cfg: SyntheticConfig, root: Path):
     """Write the media of :data:`TRAIN_DATASETS` under ``root/<dataset>/`` and return the
-    pairs (``ume.data.pairs`` format; absolute paths; ``gt`` on both sides)."""
+    pairs (``ume.items`` format; absolute paths; ``gt`` on both sides)."""
     root = Path(root).resolve()
     rows = []
     for ds, modality in TRAIN_DATASETS.items():

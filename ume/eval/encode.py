@@ -28,10 +28,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ume.data.pairs import Item
 from ume.errors import DataError
 from ume.eval.keys import content_key, item_fingerprint
 from ume.io import atomic_path, write_text
+from ume.items import Item
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ume.data.pairs import Item
 from ume.errors import DataError
 from ume.io import sha256_file, write_json
+from ume.items import Item
 
 _FILE_MEMO: dict[tuple[str, int, int], str] = {}
 # Files and folders of a model folder that do not change what the model computes.

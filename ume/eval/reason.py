@@ -32,10 +32,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from ume.data.pairs import Item
 from ume.errors import ConfigError
 from ume.eval.keys import chat_fingerprint, content_key
 from ume.io import atomic_path, write_text
+from ume.items import Item
 
 log = logging.getLogger(__name__)
 

@@ -30,10 +30,10 @@ import torch
 import torch.nn.functional as F
 
 from ume.config import LoraConfig
-from ume.data.pairs import Item
 from ume.errors import ConfigError, DataError
 from ume.inputs import EMB_TOKEN, BuiltInput, build_input, collate, input_length
 from ume.io import atomic_path
+from ume.items import Item
 from ume.models.backbone import SUPPORTED_MODEL_TYPES, load_backbone
 
 EMBEDDER_INFO_NAME = "ume_embedder.json"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from ume.data.pairs import Item
+from ume.items import Item
 from ume.tcot.format import COORD_MAX, Box, ParsedTCoT
 
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from ume.data.pairs import Item
 from ume.errors import DataError
+from ume.items import Item
 from ume.tcot.format import (
     ANSWER_CLOSE,
     ANSWER_OPEN,

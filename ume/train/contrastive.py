@@ -52,9 +52,9 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
 from ume.config import Config
-from ume.data.pairs import Item, check_pairs_frame
 from ume.errors import ConfigError, DataError
 from ume.io import Manifest, atomic_path, checksum, sha256_file, write_json, write_text
+from ume.items import Item, check_pairs_frame
 from ume.launch.resumable import checkpoint_dir as checkpoint_dir_for
 from ume.launch.resumable import fingerprint_of, resume_point
 from ume.tcot.format import DEFAULT_FRAME_BASE

@@ -51,9 +51,9 @@ import pandas as pd
 from torch.utils.data import Sampler
 
 from ume.config import Config, EGRLConfig
-from ume.data.pairs import Item
 from ume.errors import ConfigError, DataError
 from ume.io import Manifest, write_json
+from ume.items import Item
 from ume.launch.resumable import checkpoint_dir, resume_point
 from ume.train import reasoner as R
 from ume.train.rewards import (

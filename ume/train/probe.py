@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ume.data.pairs import Item
+from ume.items import Item
 
 
 def annotated_synthetic_pairs(cfg, media_root, synthetic=None):

@@ -8,7 +8,7 @@ with ``reward_weights`` (``R = a*format + b*process + c*outcome``, method.md sta
 Batch layout (see :mod:`ume.train.egrl`): the rollouts TRL hands to a reward function are
 the whole local generation batch, one dataset, made of complete pairs: for each pair, G
 rollouts of its query (``side == "qry"``) and G of its positive (``side == "pos"``). The
-columns ``pair_id``, ``side`` and ``item`` (the side's :class:`~ume.data.pairs.Item` as
+columns ``pair_id``, ``side`` and ``item`` (the side's :class:`~ume.items.Item` as
 JSON) say which is which. Outcome and process rewards are *pair-wise*: a query rollout is
 scored against every target rollout of the batch (own pair = positives, other pairs =
 negatives) and, symmetrically, a target rollout against every query rollout.
@@ -54,7 +54,7 @@ from typing import Any, Protocol
 
 import torch
 
-from ume.data.pairs import Item
+from ume.items import Item
 from ume.tcot.format import check_format
 from ume.tcot.prompts import discriminator_messages, parse_choice
 

@@ -24,9 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from ume.config import Config
-from ume.data.pairs import Item
 from ume.errors import DataError
 from ume.io import Manifest
+from ume.items import Item
 from ume.launch.resumable import checkpoint_dir, resume_point
 from ume.tcot.format import check_format
 from ume.train import reasoner as R

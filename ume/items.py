@@ -1,4 +1,8 @@
-"""The one pair format every training source and the synthetic generator write.
+"""The types every stage shares: :class:`Item` and THE pair format.
+
+An :class:`Item` is one side of a training pair or one query/candidate of a benchmark task;
+the loaders, annotators, input builder, models, training and evaluation all pass it around,
+so it lives at the bottom of the house (this module imports nothing of ume but its errors).
 
 A *pair* is a (query side, positive side) of one dataset. Each side is an :class:`Item`;
 in a parquet table its fields are columns with the prefix ``qry_`` or ``pos_``:
@@ -108,7 +112,7 @@ def check_pairs_frame(df, source: str) -> None:
     if missing:
         raise DataError(
             f"{source}: not a pair table, missing columns {missing}; "
-            "write it with ume.data.pairs.pairs_frame"
+            "write it with ume.items.pairs_frame"
         )
     dup = df["pair_id"][df["pair_id"].duplicated()].tolist()
     if dup:
