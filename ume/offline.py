@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -15,12 +16,21 @@ OFFLINE_ENV = {
 
 
 def set_offline_env() -> None:
-    """Set the offline switches of huggingface_hub / transformers / datasets (idempotent).
+    """Switch huggingface_hub / transformers / datasets to offline mode (idempotent).
 
-    Must run before those libraries are imported: huggingface_hub reads them at import time.
+    Sets ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``, ``HF_DATASETS_OFFLINE``,
+    ``HF_HUB_DISABLE_TELEMETRY``; huggingface_hub reads them at import time, so call this
+    first; if huggingface_hub was imported already, its constants are switched as well.
     """
     for k, v in OFFLINE_ENV.items():
         os.environ[k] = v
+    consts = sys.modules.get("huggingface_hub.constants")
+    if consts is not None:
+        consts.HF_HUB_OFFLINE = True
+        if hasattr(consts, "HF_HUB_DISABLE_TELEMETRY"):
+            consts.HF_HUB_DISABLE_TELEMETRY = True
+        if hasattr(consts, "HF_HUB_DISABLE_IMPLICIT_TOKEN"):
+            consts.HF_HUB_DISABLE_IMPLICIT_TOKEN = True
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

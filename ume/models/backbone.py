@@ -1,9 +1,9 @@
 """Resolve, load and run the Qwen-VL backbones: tiny folders or real local checkpoints.
 
-ume never downloads: ``set_offline_env`` switches huggingface_hub/transformers/datasets to
-offline mode, ``resolve_backbone`` refuses anything that is not a local folder (a hub id gets an
-:class:`~ume.errors.OfflineError` saying what to do), and ``load_backbone`` loads with
-``local_files_only=True``.
+ume never downloads: ``set_offline_env`` (from :mod:`ume.offline`) switches
+huggingface_hub/transformers/datasets to offline mode, ``resolve_backbone`` refuses anything that
+is not a local folder (a hub id gets an :class:`~ume.errors.OfflineError` saying what to do), and
+``load_backbone`` loads with ``local_files_only=True``.
 
 >>> folder = resolve_backbone("embedder", cfg.models.embedder, tiny_dir)  # doctest: +SKIP
 >>> model, processor = load_backbone(folder, role="embedder")              # doctest: +SKIP
@@ -15,15 +15,13 @@ offline mode, ``resolve_backbone`` refuses anything that is not a local folder (
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ume.config import BackboneConfig
 from ume.errors import ConfigError, DataError, OfflineError
-from ume.offline import looks_like_hub_id
-from ume.offline import set_offline_env as _set_offline_env
+from ume.offline import looks_like_hub_id, set_offline_env
 
 # model_type in config.json -> transformers class name (the Qwen-VL families ume supports).
 SUPPORTED_MODEL_TYPES: dict[str, str] = {
@@ -36,23 +34,6 @@ _DTYPES = ("float32", "bfloat16", "float16")
 # Tokens cut from generated text: the end of the turn and padding (T-CoT tags stay).
 _STOP_TOKENS = ("<|im_end|>", "<|endoftext|>")
 _TINY_RULE = "base_models"
-
-
-def set_offline_env() -> None:
-    """Switch huggingface_hub / transformers / datasets to offline mode (idempotent).
-
-    Sets ``HF_HUB_OFFLINE``, ``TRANSFORMERS_OFFLINE``, ``HF_DATASETS_OFFLINE``,
-    ``HF_HUB_DISABLE_TELEMETRY``; if huggingface_hub was imported already (it reads the variables
-    at import time), its constants are switched as well.
-    """
-    _set_offline_env()
-    consts = sys.modules.get("huggingface_hub.constants")
-    if consts is not None:
-        consts.HF_HUB_OFFLINE = True
-        if hasattr(consts, "HF_HUB_DISABLE_TELEMETRY"):
-            consts.HF_HUB_DISABLE_TELEMETRY = True
-        if hasattr(consts, "HF_HUB_DISABLE_IMPLICIT_TOKEN"):
-            consts.HF_HUB_DISABLE_IMPLICIT_TOKEN = True
 
 
 def _looks_like_hub_id(s: str) -> bool:

@@ -33,7 +33,7 @@ from transformers import AutoProcessor, PretrainedConfig, Qwen2VLProcessor, Qwen
 from ume.config import TinyModelConfig
 from ume.errors import ConfigError
 from ume.io import atomic_path, sha256_file
-from ume.models.backbone import set_offline_env
+from ume.offline import set_offline_env
 
 set_offline_env()  # building a tiny model never needs the hub; make sure nothing tries
 
