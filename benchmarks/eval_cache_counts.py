@@ -27,9 +27,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from ume.config import SyntheticConfig, TinyModelConfig, load_config
-from ume.eval.registry import tasks
 from ume.eval.run import EvalContext, evaluate_task, load_models, outputs
 from ume.offline import set_offline_env
+from ume.suites.registry import tasks
 
 VARIANTS = ["main", "raw", "answer_only", "no_evidence"]
 REPO = Path(__file__).resolve().parents[1]

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from ume.config import SyntheticConfig, TinyModelConfig
 from ume.data.benchmarks import load_spec
 from ume.eval.reason import HFReasoner
-from ume.eval.registry import get_task
 from ume.offline import set_offline_env
+from ume.suites.registry import get_task
 from ume.tcot.prompts import tcot_messages
 
 TASKS = ("SynthT2I", "SynthVQA", "SynthVideoRET", "SynthDocRET", "SynthUVRB-CG", "SynthCLS")

@@ -17,7 +17,7 @@ from ume.eval.aggregate import (
     main,
     write_submission,
 )
-from ume.eval.registry import MMEB_TASKS, UVRB_TASKS
+from ume.suites.registry import MMEB_TASKS, UVRB_TASKS
 
 pytestmark = pytest.mark.unit
 

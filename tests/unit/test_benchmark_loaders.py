@@ -109,7 +109,7 @@ def test_video_mret_clips(tmp_path: Path) -> None:
 
 
 def test_load_spec_frames_name(tmp_path: Path) -> None:
-    from ume.eval.registry import TaskSpec
+    from ume.suites.registry import TaskSpec
 
     fx.write_video_cls(tmp_path, "Kinetics-700")
     (tmp_path / "mmeb/video-tasks/frames/video_cls/Kinetics-700").rename(

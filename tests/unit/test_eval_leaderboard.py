@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from ume.eval.aggregate import REFERENCE_DIR, aggregate_mmeb, load_scores
-from ume.eval.registry import get_task, tasks
 from ume.io import write_json
 from ume.report.leaderboard import aggregate_suite, baseline_rows, build_leaderboard
+from ume.suites.registry import get_task, tasks
 
 pytestmark = pytest.mark.unit
 

@@ -14,8 +14,8 @@ from ume.config import load_config
 from ume.errors import ConfigError, DataError
 from ume.eval.encode import CachedEncoder, EmbeddingCache
 from ume.eval.reason import CachedReasoner, TCoTCache
-from ume.eval.registry import get_task
 from ume.eval.run import EvalContext, evaluate_task, outputs, run_eval, variant_order
+from ume.suites.registry import get_task
 
 pytestmark = pytest.mark.unit
 

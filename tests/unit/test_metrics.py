@@ -7,7 +7,7 @@ import math
 import pytest
 
 from ume.eval.metrics import compute_metrics, main_score, per_query_metrics, score_task
-from ume.eval.registry import get_task
+from ume.suites.registry import get_task
 
 pytestmark = pytest.mark.unit
 

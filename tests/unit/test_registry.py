@@ -10,9 +10,9 @@ from dataclasses import replace
 import pytest
 
 from ume.errors import ConfigError
-from ume.eval import registry
 from ume.eval.aggregate import REFERENCE_DIR
-from ume.eval.registry import (
+from ume.suites import registry
+from ume.suites.registry import (
     MMEB_CATEGORIES,
     MMEB_TASKS,
     UVRB_TASKS,

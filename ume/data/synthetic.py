@@ -54,9 +54,9 @@ from ume.data.scenes import (
     write_frames,
 )
 from ume.errors import DataError
-from ume.eval.registry import TaskSpec, register_suite
 from ume.io import write_json, write_parquet
 from ume.items import Item, pair_row, pairs_frame
+from ume.suites.registry import TaskSpec, register_suite
 
 COLOR_NAMES = tuple(COLORS)
 TABLE = "test-00000-of-00001.parquet"

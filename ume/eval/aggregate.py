@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from ume.errors import DataError
-from ume.eval.registry import (
+from ume.io import write_text
+from ume.suites.registry import (
     MMEB_CATEGORIES,
     MMEB_MODALITY_COLUMNS,
     UVRB_COLUMNS,
@@ -57,7 +58,6 @@ from ume.eval.registry import (
     find_task,
     tasks,
 )
-from ume.io import write_text
 
 #: Published column order of the MMEB table (paper Table 1) and the UVRB table (Table 13).
 MMEB_COLUMNS: tuple[str, ...] = (

@@ -305,7 +305,7 @@ def run_eval(
     Models are loaded only if some task has data (a run on missing data only writes
     "missing" records). ``reasoners`` maps ``"main"`` / ``"no_egrl"`` to model paths.
     """
-    from ume.eval.registry import get_task
+    from ume.suites.registry import get_task
 
     ev = cfg.eval
     variants = variant_order(ev.variants)

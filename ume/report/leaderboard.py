@@ -45,8 +45,8 @@ from ume.eval.aggregate import (
     build_submission,
     check_published_tables,
 )
-from ume.eval.registry import MMEB_CATEGORIES, MMEB_MODALITY_COLUMNS, UVRB_MAIN_COLUMNS, tasks
 from ume.io import write_json, write_text
+from ume.suites.registry import MMEB_CATEGORIES, MMEB_MODALITY_COLUMNS, UVRB_MAIN_COLUMNS, tasks
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
 def baseline_rows(suite: str, reference_dir: str | Path | None = None) -> list[Row]:
     """Published rows of ``suite`` (mmeb, uvrb), recomputed from per-task numbers if printed."""
-    from ume.eval.registry import find_task
+    from ume.suites.registry import find_task
 
     ref = Path(reference_dir) if reference_dir is not None else REFERENCE_DIR
     rows: list[Row] = []

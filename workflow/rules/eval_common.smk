@@ -2,8 +2,8 @@
 import re
 from pathlib import Path
 
-from ume.eval.registry import find_task
-from ume.eval.registry import tasks as suite_tasks
+from ume.suites.registry import find_task
+from ume.suites.registry import tasks as suite_tasks
 
 EVAL = f"{R}/eval"
 EVAL_VARIANTS = list(CFG.eval.variants)
