@@ -151,7 +151,7 @@ def test_tiny_models_are_saved_and_load_offline(full_run):
 
 def test_synthetic_benchmark_loads_with_the_real_loaders(full_run):
     from ume.data.benchmarks import load_task
-    from ume.data.synthetic import SYNTH_TASKS
+    from ume.suites.registry import SYNTH_TASKS
 
     for spec in SYNTH_TASKS:
         task = load_task(spec.layout, spec.name, full_run / "bench/synth")

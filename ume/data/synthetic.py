@@ -1,6 +1,6 @@
 """The synthetic benchmark (the embedded default's data), written in the real layouts.
 
-:func:`write_benchmark` writes every task of :data:`SYNTH_TASKS` under a root in exactly the
+:func:`write_benchmark` writes every task of :data:`~ume.suites.registry.SYNTH_TASKS` under a root in exactly the
 layouts :func:`ume.data.benchmarks.load_task` reads for MMEB-V2 and UVRB, so one set of
 loaders reads both; :func:`write_training_pairs` writes the training media and returns the
 pairs (:mod:`ume.items` format) of :data:`TRAIN_DATASETS`.
@@ -56,54 +56,11 @@ from ume.data.scenes import (
 from ume.errors import DataError
 from ume.io import write_json, write_parquet
 from ume.items import Item, pair_row, pairs_frame
-from ume.suites.registry import TaskSpec, register_suite
+from ume.suites.registry import SYNTH_TASKS, TaskSpec
 
 COLOR_NAMES = tuple(COLORS)
 TABLE = "test-00000-of-00001.parquet"
 
-
-def _spec(name, modality, category, layout, ranking, metric, groups=(), **kw) -> TaskSpec:
-    return TaskSpec(
-        name=name,
-        suite="synth",
-        modality=modality,
-        category=category,
-        layout=layout,
-        ranking=ranking,
-        metric=metric,
-        groups=groups,
-        **kw,
-    )
-
-
-#: The synthetic suite: every MMEB-V2 category and the UVRB groups, in the real layouts.
-SYNTH_TASKS: list[TaskSpec] = [
-    _spec("SynthCLS", "image", "I-CLS", "mmeb_image", "local", "hit@1"),
-    _spec("SynthVQA", "image", "I-QA", "mmeb_image", "local", "hit@1"),
-    _spec("SynthT2I", "image", "I-RET", "mmeb_image", "local", "hit@1"),
-    _spec("SynthI2T", "image", "I-RET", "mmeb_image", "local", "hit@1"),
-    _spec("SynthGrounding", "image", "I-GD", "mmeb_image", "local", "hit@1"),
-    _spec("SynthVideoCLS", "video", "V-CLS", "mmeb_video_cls", "global", "hit@1"),
-    _spec("SynthVideoQA", "video", "V-QA", "mmeb_video_qa", "local", "hit@1"),
-    _spec("SynthVideoRET", "video", "V-RET", "mmeb_video_ret", "global", "hit@1"),
-    _spec("SynthMomentRET", "video", "V-MRET", "mmeb_video_mret", "local", "hit@1"),
-    _spec("SynthDocRET", "visdoc", "VDRv1", "beir", "global", "ndcg_linear@5"),
-    _spec(
-        "SynthUVRB-CG", "video", "TXT", "uvrb", "global", "recall@1", ("CG",), recall_style="hit"
-    ),
-    _spec(
-        "SynthUVRB-S", "video", "TXT", "uvrb", "global", "recall@1", ("FG", "S"), recall_style="hit"
-    ),
-    _spec(
-        "SynthUVRB-T", "video", "TXT", "uvrb", "global", "recall@1", ("FG", "T"), recall_style="hit"
-    ),
-    _spec(
-        "SynthUVRB-LC", "video", "TXT", "uvrb", "global", "recall@1", ("LC",), recall_style="hit"
-    ),
-    _spec("SynthUVRB-CMP", "video", "CMP", "uvrb", "global", "precision@1", recall_style="hit"),
-    _spec("SynthUVRB-VIS", "video", "VIS", "uvrb", "global", "recall@1", recall_style="hit"),
-]
-register_suite("synth", SYNTH_TASKS)
 
 #: Training datasets written by :func:`write_training_pairs` -> task modality.
 #: ``synth_img_fewcls`` has two classes only (the HatefulMemes/N24News/VOC2007 case that the

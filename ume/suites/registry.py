@@ -25,7 +25,6 @@ their instructions per row in the data (``qry_inst``/``tgt_inst``), so their
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -383,12 +382,57 @@ UVRB_TASKS: tuple[TaskSpec, ...] = tuple(
 )
 
 # ---------------------------------------------------------------------------------------
+# Synthetic suite (the embedded default's; written by ume.data.synthetic in the real layouts)
+# ---------------------------------------------------------------------------------------
+
+
+def _synth(name, modality, category, layout, ranking, metric, groups=(), **kw) -> TaskSpec:
+    return TaskSpec(
+        name=name,
+        suite="synth",
+        modality=modality,
+        category=category,
+        layout=layout,
+        ranking=ranking,
+        metric=metric,
+        groups=groups,
+        **kw,
+    )
+
+
+#: The synthetic suite: every MMEB-V2 category and the UVRB groups, in the real layouts.
+SYNTH_TASKS: list[TaskSpec] = [
+    _synth("SynthCLS", "image", "I-CLS", "mmeb_image", "local", "hit@1"),
+    _synth("SynthVQA", "image", "I-QA", "mmeb_image", "local", "hit@1"),
+    _synth("SynthT2I", "image", "I-RET", "mmeb_image", "local", "hit@1"),
+    _synth("SynthI2T", "image", "I-RET", "mmeb_image", "local", "hit@1"),
+    _synth("SynthGrounding", "image", "I-GD", "mmeb_image", "local", "hit@1"),
+    _synth("SynthVideoCLS", "video", "V-CLS", "mmeb_video_cls", "global", "hit@1"),
+    _synth("SynthVideoQA", "video", "V-QA", "mmeb_video_qa", "local", "hit@1"),
+    _synth("SynthVideoRET", "video", "V-RET", "mmeb_video_ret", "global", "hit@1"),
+    _synth("SynthMomentRET", "video", "V-MRET", "mmeb_video_mret", "local", "hit@1"),
+    _synth("SynthDocRET", "visdoc", "VDRv1", "beir", "global", "ndcg_linear@5"),
+    _synth(
+        "SynthUVRB-CG", "video", "TXT", "uvrb", "global", "recall@1", ("CG",), recall_style="hit"
+    ),
+    _synth(
+        "SynthUVRB-S", "video", "TXT", "uvrb", "global", "recall@1", ("FG", "S"), recall_style="hit"
+    ),
+    _synth(
+        "SynthUVRB-T", "video", "TXT", "uvrb", "global", "recall@1", ("FG", "T"), recall_style="hit"
+    ),
+    _synth(
+        "SynthUVRB-LC", "video", "TXT", "uvrb", "global", "recall@1", ("LC",), recall_style="hit"
+    ),
+    _synth("SynthUVRB-CMP", "video", "CMP", "uvrb", "global", "precision@1", recall_style="hit"),
+    _synth("SynthUVRB-VIS", "video", "VIS", "uvrb", "global", "recall@1", recall_style="hit"),
+]
+
+# ---------------------------------------------------------------------------------------
 # Suite registry
 # ---------------------------------------------------------------------------------------
 
 _SUITES: dict[str, tuple[TaskSpec, ...]] = {}
-#: Modules imported on first use of a suite that registers itself.
-_LAZY_SUITES: dict[str, str] = {"synth": "ume.data.synthetic"}
 
 
 def register_suite(suite: str, specs: Iterable[TaskSpec], *, replace: bool = False) -> None:
@@ -429,32 +473,17 @@ def register_suite(suite: str, specs: Iterable[TaskSpec], *, replace: bool = Fal
 
 register_suite("mmeb", MMEB_TASKS)
 register_suite("uvrb", UVRB_TASKS)
+register_suite("synth", SYNTH_TASKS)
 
 
 def suites() -> tuple[str, ...]:
-    """Names of the registered suites (lazy ones included once importable)."""
-    for s in _LAZY_SUITES:
-        _ensure(s, strict=False)
+    """Names of the registered suites."""
     return tuple(_SUITES)
 
 
-def _ensure(suite: str, *, strict: bool = True) -> None:
-    if suite in _SUITES:
-        return
-    mod = _LAZY_SUITES.get(suite)
-    if mod is not None:
-        try:
-            importlib.import_module(mod)
-        except ImportError as e:
-            if strict:
-                raise ConfigError(
-                    f"task suite {suite!r} is registered by {mod}, which failed to import: {e}"
-                ) from e
-    if suite not in _SUITES and strict:
-        raise ConfigError(
-            f"unknown task suite {suite!r}; registered suites: {sorted(_SUITES)}"
-            + (f" (module {mod} did not register it)" if mod else "")
-        )
+def _ensure(suite: str) -> None:
+    if suite not in _SUITES:
+        raise ConfigError(f"unknown task suite {suite!r}; registered suites: {sorted(_SUITES)}")
 
 
 def tasks(suite: str) -> tuple[TaskSpec, ...]:
