@@ -26,9 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from ume.config import SyntheticConfig, TinyModelConfig
-from ume.data.benchmarks import load_spec
 from ume.eval.reason import HFReasoner
 from ume.offline import set_offline_env
+from ume.suites.loaders import load_spec
 from ume.suites.registry import get_task
 from ume.tcot.prompts import tcot_messages
 

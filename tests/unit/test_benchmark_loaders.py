@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 
 from tests.fixtures import real_layouts as fx
-from ume.data.benchmarks import (
+from ume.errors import DataError
+from ume.suites.loaders import (
     LAYOUTS,
     candidate_id,
     clean_text,
@@ -19,7 +20,6 @@ from ume.data.benchmarks import (
     load_task,
     sample_frames,
 )
-from ume.errors import DataError
 
 pytestmark = pytest.mark.unit
 

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from ume.config import SyntheticConfig
-from ume.data.benchmarks import GT_SIDECAR, load_task, task_dir
 from ume.data.scenes import COLORS, Obj, obj_box, render_scene
 from ume.data.synthetic import TRAIN_DATASETS, write_benchmark, write_training_pairs
 from ume.io import checksum
 from ume.items import PAIR_COLUMNS, Item, check_pairs_frame
+from ume.suites.loaders import GT_SIDECAR, load_task, task_dir
 from ume.suites.registry import SYNTH_TASKS, get_task, tasks
 
 pytestmark = pytest.mark.unit

@@ -150,7 +150,7 @@ def test_tiny_models_are_saved_and_load_offline(full_run):
 
 
 def test_synthetic_benchmark_loads_with_the_real_loaders(full_run):
-    from ume.data.benchmarks import load_task
+    from ume.suites.loaders import load_task
     from ume.suites.registry import SYNTH_TASKS
 
     for spec in SYNTH_TASKS:

@@ -1,7 +1,7 @@
 """The synthetic benchmark (the embedded default's data), written in the real layouts.
 
 :func:`write_benchmark` writes every task of :data:`~ume.suites.registry.SYNTH_TASKS` under a root in exactly the
-layouts :func:`ume.data.benchmarks.load_task` reads for MMEB-V2 and UVRB, so one set of
+layouts :func:`ume.suites.loaders.load_task` reads for MMEB-V2 and UVRB, so one set of
 loaders reads both; :func:`write_training_pairs` writes the training media and returns the
 pairs (:mod:`ume.items` format) of :data:`TRAIN_DATASETS`.
 
@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from ume.config import SyntheticConfig
-from ume.data.benchmarks import GT_SIDECAR, candidate_id, task_dir
 from ume.data.scenes import (
     CELLS,
     COLORS,
@@ -56,6 +55,7 @@ from ume.data.scenes import (
 from ume.errors import DataError
 from ume.io import write_json, write_parquet
 from ume.items import Item, pair_row, pairs_frame
+from ume.suites.loaders import GT_SIDECAR, candidate_id, task_dir
 from ume.suites.registry import SYNTH_TASKS, TaskSpec
 
 COLOR_NAMES = tuple(COLORS)
@@ -403,7 +403,7 @@ def _write_grounding(cfg: SyntheticConfig, root: Path, name: str) -> None:
 
 # --------------------------------------------------------------------------- MMEB video
 def _video_paths(root: Path, layout: str, name: str) -> tuple[Path, Path]:
-    from ume.data.benchmarks import VIDEO_KINDS
+    from ume.suites.loaders import VIDEO_KINDS
 
     data = task_dir(layout, name, root)
     frames = root / "mmeb" / "video-tasks" / "frames" / VIDEO_KINDS[layout] / name
@@ -859,7 +859,7 @@ _WRITERS = {
 
 
 def _task_folders(spec: TaskSpec, root: Path) -> list[Path]:
-    from ume.data.benchmarks import VIDEO_KINDS
+    from ume.suites.loaders import VIDEO_KINDS
 
     out = [task_dir(spec.layout, spec.name, root)]
     if spec.layout == "mmeb_image":
