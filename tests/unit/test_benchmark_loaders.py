@@ -12,14 +12,9 @@ import pytest
 
 from tests.fixtures import real_layouts as fx
 from ume.errors import DataError
-from ume.suites.loaders import (
-    LAYOUTS,
-    candidate_id,
-    clean_text,
-    load_spec,
-    load_task,
-    sample_frames,
-)
+from ume.suites.base import LAYOUTS, sample_frames
+from ume.suites.loaders import load_spec, load_task
+from ume.suites.mmeb_image import candidate_id, clean_text
 
 pytestmark = pytest.mark.unit
 

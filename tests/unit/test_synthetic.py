@@ -14,7 +14,8 @@ from ume.data.scenes import COLORS, Obj, obj_box, render_scene
 from ume.data.synthetic import TRAIN_DATASETS, write_benchmark, write_training_pairs
 from ume.io import checksum
 from ume.items import PAIR_COLUMNS, Item, check_pairs_frame
-from ume.suites.loaders import GT_SIDECAR, load_task, task_dir
+from ume.suites.base import GT_SIDECAR, task_dir
+from ume.suites.loaders import load_task
 from ume.suites.registry import SYNTH_TASKS, get_task, tasks
 
 pytestmark = pytest.mark.unit

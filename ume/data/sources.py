@@ -60,7 +60,7 @@ from ume.config import RealSourcesConfig, SourceDatasetConfig
 from ume.errors import ConfigError, DataError
 from ume.io import atomic_path
 from ume.items import Item, pair_row, pairs_frame
-from ume.suites.loaders import IMAGE_EXTENSIONS
+from ume.suites.base import IMAGE_EXTENSIONS
 
 
 class SourceSpec(NamedTuple):
@@ -349,7 +349,7 @@ def sample_frame_files(names: list[str], num_frames: int) -> list[str]:
     ['f1.jpg', 'f4.jpg', 'f7.jpg', 'f10.jpg']
     """
     # the evaluation loaders' own sampling: training and evaluation see videos alike
-    from ume.suites.loaders import natural_key, sample_frames
+    from ume.suites.base import natural_key, sample_frames
 
     names = sorted(names, key=natural_key)
     return names if num_frames <= 0 else sample_frames(names, num_frames)

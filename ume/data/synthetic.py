@@ -55,7 +55,8 @@ from ume.data.scenes import (
 from ume.errors import DataError
 from ume.io import write_json, write_parquet
 from ume.items import Item, pair_row, pairs_frame
-from ume.suites.loaders import GT_SIDECAR, candidate_id, task_dir
+from ume.suites.base import GT_SIDECAR, task_dir
+from ume.suites.mmeb_image import candidate_id
 from ume.suites.registry import SYNTH_TASKS, TaskSpec
 
 COLOR_NAMES = tuple(COLORS)
@@ -403,7 +404,7 @@ def _write_grounding(cfg: SyntheticConfig, root: Path, name: str) -> None:
 
 # --------------------------------------------------------------------------- MMEB video
 def _video_paths(root: Path, layout: str, name: str) -> tuple[Path, Path]:
-    from ume.suites.loaders import VIDEO_KINDS
+    from ume.suites.base import VIDEO_KINDS
 
     data = task_dir(layout, name, root)
     frames = root / "mmeb" / "video-tasks" / "frames" / VIDEO_KINDS[layout] / name
@@ -859,7 +860,7 @@ _WRITERS = {
 
 
 def _task_folders(spec: TaskSpec, root: Path) -> list[Path]:
-    from ume.suites.loaders import VIDEO_KINDS
+    from ume.suites.base import VIDEO_KINDS
 
     out = [task_dir(spec.layout, spec.name, root)]
     if spec.layout == "mmeb_image":

@@ -86,7 +86,7 @@ def outputs(out_dir: str | Path, variant: str, suite: str, task: str) -> dict[st
 
 def missing_reason(spec: Any, root: str | Path | None) -> str | None:
     """Why ``spec``'s files cannot be read under ``root`` (None when its folder exists)."""
-    from ume.suites.loaders import VIDEO_KINDS, mmeb_dir, task_dir
+    from ume.suites.base import VIDEO_KINDS, mmeb_dir, task_dir
 
     if root is None:
         return f"no data root is configured for suite {spec.suite!r} (eval.{spec.suite}_root)"
