@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 
 from ume.config import SyntheticConfig
-from ume.data.scenes import COLORS, Obj, obj_box, render_scene
 from ume.data.synthetic import TRAIN_DATASETS, write_benchmark, write_training_pairs
 from ume.io import checksum
 from ume.items import PAIR_COLUMNS, Item, check_pairs_frame
 from ume.suites.base import GT_SIDECAR, task_dir
 from ume.suites.loaders import load_task
 from ume.suites.registry import SYNTH_TASKS, get_task, tasks
+from ume.suites.synth.scenes import COLORS, Obj, obj_box, render_scene
 
 pytestmark = pytest.mark.unit
 

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ume.config import OracleConfig, ServerConfig
-from ume.data.scenes import COLORS, SHAPES
 from ume.errors import ConfigError
 from ume.items import Item
 from ume.serving import ServerClient
+from ume.suites.synth.scenes import COLORS, SHAPES
 from ume.tcot import prompts
 from ume.tcot.format import EVIDENCE_KEY, render_tcot
 

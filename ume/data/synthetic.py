@@ -5,7 +5,7 @@ layouts :func:`ume.suites.loaders.load_task` reads for MMEB-V2 and UVRB, so one 
 loaders reads both; :func:`write_training_pairs` writes the training media and returns the
 pairs (:mod:`ume.items` format) of :data:`TRAIN_DATASETS`.
 
-Content in which evidence matters (drawing in :mod:`ume.data.scenes`):
+Content in which evidence matters (drawing in :mod:`ume.suites.synth.scenes`):
 
 * images of several coloured shapes in a 3x3 grid; ground-truth boxes (0..1000) of the
   objects a query is about;
@@ -35,7 +35,13 @@ from typing import Any
 import numpy as np
 
 from ume.config import SyntheticConfig
-from ume.data.scenes import (
+from ume.errors import DataError
+from ume.io import write_json, write_parquet
+from ume.items import Item, pair_row, pairs_frame
+from ume.suites.base import GT_SIDECAR, task_dir
+from ume.suites.mmeb_image import candidate_id
+from ume.suites.registry import SYNTH_TASKS, TaskSpec
+from ume.suites.synth.scenes import (
     CELLS,
     COLORS,
     EVENT_KINDS,
@@ -52,12 +58,6 @@ from ume.data.scenes import (
     video_frames,
     write_frames,
 )
-from ume.errors import DataError
-from ume.io import write_json, write_parquet
-from ume.items import Item, pair_row, pairs_frame
-from ume.suites.base import GT_SIDECAR, task_dir
-from ume.suites.mmeb_image import candidate_id
-from ume.suites.registry import SYNTH_TASKS, TaskSpec
 
 COLOR_NAMES = tuple(COLORS)
 TABLE = "test-00000-of-00001.parquet"

@@ -1,7 +1,8 @@
-"""Drawing for the synthetic benchmark: shape scenes, event videos and text pages.
+"""Drawing of the synthetic world: shape scenes, event videos and text pages.
 
 Everything here is a pure function of its arguments (no randomness, no timestamps), so the
-generator in :mod:`ume.data.synthetic` is deterministic given its seed.
+generators that draw with it (the synthetic benchmark, the synthetic training pairs) are
+deterministic given their seed. The oracle annotator reads its vocabulary (colours, shapes).
 
 * A **scene** is a list of :class:`Obj` (shape, colour, grid cell, scale) drawn on a square
   canvas divided into a 3x3 grid; :func:`obj_box` gives the drawn object's box in the
