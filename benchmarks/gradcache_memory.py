@@ -81,7 +81,7 @@ def make_inputs(media: Path, pairs: int, seed: int):
 
     from ume.annotate.backends import OracleAnnotator
     from ume.config import OracleConfig, SyntheticConfig
-    from ume.data.synthetic import TRAIN_DATASETS, write_training_pairs
+    from ume.data.synthetic_pairs import TRAIN_DATASETS, write_training_pairs
     from ume.inputs import build_input
     from ume.items import Item
 

@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from ume.config import SyntheticConfig
-from ume.data.synthetic import TRAIN_DATASETS, write_benchmark, write_training_pairs
+from ume.data.synthetic import write_benchmark
+from ume.data.synthetic_pairs import TRAIN_DATASETS, write_training_pairs
 from ume.io import checksum
 from ume.items import PAIR_COLUMNS, Item, check_pairs_frame
 from ume.suites.base import GT_SIDECAR, task_dir

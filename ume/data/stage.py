@@ -15,7 +15,7 @@ def prepare_pairs(cfg: Config, out_dir: str | Path) -> Path:
     (out / "media").mkdir(parents=True, exist_ok=True)  # a declared output, even with no media
     manifest = Manifest("data", cfg.sections())
     if cfg.data.source == "synthetic":
-        from ume.data.synthetic import write_training_pairs
+        from ume.data.synthetic_pairs import write_training_pairs
 
         df = write_training_pairs(cfg.data.synthetic, out / "media")
         stats = {

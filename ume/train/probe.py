@@ -23,7 +23,7 @@ def annotated_synthetic_pairs(cfg, media_root, synthetic=None):
     oracle T-CoTs (``cfg.annotate.oracle``), the split's excluded datasets left out: what
     the data stages give the embedded default, without the filter and the RL hold-out."""
     from ume.annotate.backends import OracleAnnotator
-    from ume.data.synthetic import write_training_pairs
+    from ume.data.synthetic_pairs import write_training_pairs
 
     df = write_training_pairs(synthetic or cfg.data.synthetic, media_root)
     recs = df.to_dict("records")
