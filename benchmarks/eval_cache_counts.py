@@ -70,8 +70,8 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
-    from ume.data.synthetic import write_benchmark
     from ume.models.tiny import build_tiny
+    from ume.suites.synth.writer import write_benchmark
 
     cfg = load_config(REPO / "config" / "config.yaml", overrides={"eval": {"variants": VARIANTS}})
     with tempfile.TemporaryDirectory() as tmp:

@@ -82,7 +82,7 @@ def main() -> int:
         torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        from ume.data.synthetic import write_benchmark
+        from ume.suites.synth.writer import write_benchmark
 
         write_benchmark(SyntheticConfig(), Path(tmp) / "bench")
         model = args.model

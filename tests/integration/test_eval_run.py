@@ -22,8 +22,8 @@ TASKS = ["SynthI2T", "SynthUVRB-CG"]  # a local image task and a global video ta
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory) -> dict:
-    from ume.data.synthetic import write_benchmark
     from ume.models.tiny import build_tiny
+    from ume.suites.synth.writer import write_benchmark
 
     root = tmp_path_factory.mktemp("evalrun")
     syn = SyntheticConfig(eval_queries=4, eval_candidates=3, eval_corpus=6, num_frames=4)

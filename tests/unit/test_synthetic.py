@@ -10,7 +10,6 @@ import pytest
 from PIL import Image
 
 from ume.config import SyntheticConfig
-from ume.data.synthetic import write_benchmark
 from ume.data.synthetic_pairs import TRAIN_DATASETS, write_training_pairs
 from ume.io import checksum
 from ume.items import PAIR_COLUMNS, Item, check_pairs_frame
@@ -18,6 +17,7 @@ from ume.suites.base import GT_SIDECAR, task_dir
 from ume.suites.loaders import load_task
 from ume.suites.registry import SYNTH_TASKS, get_task, tasks
 from ume.suites.synth.scenes import COLORS, Obj, obj_box, render_scene
+from ume.suites.synth.writer import write_benchmark
 
 pytestmark = pytest.mark.unit
 

@@ -54,7 +54,7 @@ def prepare_pairs(cfg: Config, out_dir: str | Path) -> Path:
 
 def prepare_benchmark(cfg: Config, out_dir: str | Path) -> Path:
     """Write the synthetic benchmark (every synthetic task, in the real layouts) under out_dir."""
-    from ume.data.synthetic import write_benchmark
+    from ume.suites.synth.writer import write_benchmark
 
     out = Path(out_dir)
     manifest = Manifest("benchmark", cfg.sections())

@@ -382,7 +382,7 @@ UVRB_TASKS: tuple[TaskSpec, ...] = tuple(
 )
 
 # ---------------------------------------------------------------------------------------
-# Synthetic suite (the embedded default's; written by ume.data.synthetic in the real layouts)
+# Synthetic suite (the embedded default's; written by ume.suites.synth.writer in the real layouts)
 # ---------------------------------------------------------------------------------------
 
 
