@@ -15,6 +15,7 @@ Deterministic: each task or dataset draws from ``task_rng`` =
 from __future__ import annotations
 
 import zlib
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -180,4 +181,31 @@ def _doc_pages(
     for t, lines in ((t1, l1), (t2, l2)):
         img, boxes = render_page(t, lines, size)
         out.append((img, boxes, t, lines))
+    return out
+
+
+def _event_family(rng, cfg: SyntheticConfig, n: int) -> list[tuple[Event, list[Obj]]]:
+    """``n`` videos sharing the event kind and shape: the base, then the event's object in
+    another colour or at another position (same static objects)."""
+    base = random_event(rng, cfg.num_frames, set())
+    static = _static_for(rng, base, cfg.shapes_per_image - 1)
+    out = [(base, static)]
+    seen = {base.describe()}
+    taken = {o.cell for o in static}
+    for k in range(n * 20):
+        if len(out) >= n:
+            break
+        o = base.obj
+        if k % 2 == 0:
+            v = replace(
+                base, obj=replace(o, color=_pick(rng, COLOR_NAMES, (o.color, base.new_color)))
+            )
+        else:
+            free = taken | _event_cells(base)
+            if len(free) >= 9:
+                continue
+            v = replace(base, obj=replace(o, cell=_pick(rng, range(9), free)))
+        if v.describe() not in seen:
+            seen.add(v.describe())
+            out.append((v, static))
     return out
