@@ -3,11 +3,11 @@
 For each ``train_embedder.tcot_input`` (T-CoT + evidence, T-CoT without evidence, answer only,
 raw input) the tiny Embedder is trained with config/config.yaml's ``train_embedder`` section on
 the embedded default's synthetic pairs (oracle T-CoTs), then ranks held-out synthetic pairs
-(another generator seed) with inputs built in the same mode (:func:`ume.train.probe.
-pair_retrieval`: query -> positive among its dataset's positives, top-1). The untrained model
-is measured in every mode too. This mirrors the paper's ablation rows (answer only, no
-evidence cues, raw input) at toy scale; numbers from random tiny models say whether the
-pipeline feeds what it should, not what the paper's models reach.
+(another generator seed) with inputs built in the same mode
+(:func:`tests.fixtures.retrieval_probe.pair_retrieval`: query -> positive among its dataset's
+positives, top-1). The untrained model is measured in every mode too. This mirrors the paper's
+ablation rows (answer only, no evidence cues, raw input) at toy scale; numbers from random tiny
+models say whether the pipeline feeds what it should, not what the paper's models reach.
 
     OMP_NUM_THREADS=1 python benchmarks/contrastive_ablation.py [--modes full raw] [--out x.json]
 
@@ -40,12 +40,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     import logging
 
+    from tests.fixtures.retrieval_probe import annotated_synthetic_pairs, pair_retrieval
     from ume.config import load_config
     from ume.io import write_parquet
     from ume.models.embedder import Embedder
     from ume.models.stage import build_base_models, read_backbone
     from ume.train.contrastive import train_embedder
-    from ume.train.probe import annotated_synthetic_pairs, pair_retrieval
 
     logging.basicConfig(level=logging.WARNING)
     cfg = load_config(*a.config)

@@ -17,12 +17,12 @@ from dataclasses import replace
 import pytest
 import torch
 
+from tests.fixtures.retrieval_probe import annotated_synthetic_pairs, pair_retrieval
 from ume.config import load_config
 from ume.io import write_parquet
 from ume.models.embedder import Embedder
 from ume.models.stage import build_base_models, read_backbone
 from ume.train.contrastive import CURVE_COLUMNS, train_embedder
-from ume.train.probe import annotated_synthetic_pairs, pair_retrieval
 
 pytestmark = pytest.mark.integration
 
