@@ -116,23 +116,6 @@ def cmd_filter(args) -> int:
     )
 
 
-def cmd_toy(args) -> int:
-    from ume.launch.toy import toy_allreduce, toy_stage
-
-    if args.distributed:
-        return _launched(args, toy_allreduce, args.out, record_dir=None, distributed=True)
-    return _launched(
-        args,
-        toy_stage,
-        args.out,
-        args.checkpoint_dir,
-        args.steps,
-        sleep_s=args.sleep_s,
-        fail_at=args.fail_at,
-        record_dir=Path(args.out).parent,
-    )
-
-
 def cmd_split(args) -> int:
     from ume.annotate.stage import split_pairs
 
@@ -235,29 +218,30 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def add_launch_options(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of a launched stage (what a rule's LAUNCH_ARGS pass; docs/cluster.md); a stage
+    given them runs through :func:`_launched`."""
+    g = sp.add_argument_group("launch (in-process unless --launch says slurm)")
+    g.add_argument("--launch", nargs="+", help="config file(s) with the launch: section")
+    g.add_argument(
+        "--resources",
+        nargs="*",
+        metavar="NAME=N",
+        help="nodes, gpus (per node), cpus_per_task, mem_mb, runtime (min), tasks_per_node",
+    )
+    g.add_argument("--rule", help="the Snakemake rule, for messages")
+    g.add_argument("--log", help="the rule's log; job files go to <log without .log>.slurm/")
+    return sp
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m ume", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    def stage(name: str, fn, help: str, config: bool = True) -> argparse.ArgumentParser:
+    def stage(name: str, fn, help: str) -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help)
-        if config:
-            sp.add_argument("--config", nargs="+", required=True, help="config file(s), merged")
+        sp.add_argument("--config", nargs="+", required=True, help="config file(s), merged")
         sp.set_defaults(fn=fn)
-        return sp
-
-    def launched(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        """Options of a launched stage (what a rule's LAUNCH_ARGS pass; docs/cluster.md)."""
-        g = sp.add_argument_group("launch (in-process unless --launch says slurm)")
-        g.add_argument("--launch", nargs="+", help="config file(s) with the launch: section")
-        g.add_argument(
-            "--resources",
-            nargs="*",
-            metavar="NAME=N",
-            help="nodes, gpus (per node), cpus_per_task, mem_mb, runtime (min), tasks_per_node",
-        )
-        g.add_argument("--rule", help="the Snakemake rule, for messages")
-        g.add_argument("--log", help="the rule's log; job files go to <log without .log>.slurm/")
         return sp
 
     sp = sub.add_parser("schema", help="print or write the JSON schema of the config")
@@ -266,7 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(fn=cmd_schema)
 
     stage("validate", cmd_validate, "load and check config files")
-    sp = launched(stage("models", cmd_models, "build tiny models / record local backbones"))
+    sp = add_launch_options(
+        stage("models", cmd_models, "build tiny models / record local backbones")
+    )
     sp.add_argument("--out", required=True, help="models folder (one subfolder per role)")
     sp.add_argument("--roles", nargs="*")
     sp = stage("data", cmd_data, "training pairs: synthetic or the paper's sources")
@@ -274,22 +260,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp = stage("benchmark", cmd_benchmark, "write the synthetic benchmark in the real layouts")
     sp.add_argument("--out", required=True)
     for name, fn, inp in (("annotate", cmd_annotate, "pairs"), ("filter", cmd_filter, "tcot")):
-        sp = launched(stage(name, fn, f"{name} stage of data construction"))
+        sp = add_launch_options(stage(name, fn, f"{name} stage of data construction"))
         sp.add_argument(f"--{inp}", required=True)
         sp.add_argument("--out", required=True)
         sp.add_argument("--annotator", help="backbone.json of the annotator (backend hf)")
-    sp = launched(stage("toy", cmd_toy, "toy resumable stage (launcher checks)", config=False))
-    sp.add_argument("--out", required=True, help="final artifact (JSON)")
-    sp.add_argument("--checkpoint-dir", required=True)
-    sp.add_argument("--steps", type=int, default=10)
-    sp.add_argument("--sleep-s", type=float, default=0.0, help="seconds per step")
-    sp.add_argument("--fail-at", type=int, help="raise at this step (failure checks)")
-    sp.add_argument("--distributed", action="store_true", help="all-reduce over the job's tasks")
     sp = stage("split", cmd_split, "split into contrastive and RL sets")
     sp.add_argument("--filtered", required=True)
     sp.add_argument("--contrastive", required=True)
     sp.add_argument("--rl", required=True)
-    sp = launched(stage("eval", cmd_eval, "evaluate tasks: reason, encode, rank, score"))
+    sp = add_launch_options(stage("eval", cmd_eval, "evaluate tasks: reason, encode, rank, score"))
     sp.add_argument("--suite", required=True, help="synth | mmeb | uvrb")
     sp.add_argument("--task", nargs="+", required=True, help="task name(s) of the suite")
     sp.add_argument("--out-dir", required=True, help="eval folder: <out-dir>/<variant>/<suite>/")
@@ -298,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reasoner", help="Reasoner folder or backbone.json (variants with T-CoTs)")
     sp.add_argument("--reasoner-no-egrl", help="Reasoner before EG-RL (variant no_egrl)")
     sp.add_argument("--cache-dir", help="T-CoT/embedding caches ('none': no disk cache)")
-    sp = launched(
+    sp = add_launch_options(
         stage("train-embedder", cmd_train_embedder, "contrastive training of the Embedder")
     )
     sp.add_argument("--contrastive", required=True, help="pairs (split/contrastive.parquet)")
@@ -306,12 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--datasets", help="per-dataset sampling weights (data/datasets.json)")
     sp.add_argument("--out", required=True, help="output folder: model/, curves, manifest")
     sp.add_argument("--checkpoint-dir", help="resumption checkpoints (default <out>.checkpoints)")
-    sp = launched(stage("sft", cmd_sft, "cold-start SFT of the Reasoner on annotated T-CoTs"))
+    sp = add_launch_options(
+        stage("sft", cmd_sft, "cold-start SFT of the Reasoner on annotated T-CoTs")
+    )
     sp.add_argument("--pairs", required=True, help="annotated pairs (split or filter parquet)")
     sp.add_argument("--reasoner", required=True, help="starting Reasoner (backbone.json/folder)")
     sp.add_argument("--out", required=True, help="output folder: model/, backbone.json, logs")
     sp.add_argument("--checkpoint-dir", help="resumption checkpoints (default <out>.checkpoints)")
-    sp = launched(stage("egrl", cmd_egrl, "EG-RL: GRPO of the Reasoner guided by the Embedder"))
+    sp = add_launch_options(
+        stage("egrl", cmd_egrl, "EG-RL: GRPO of the Reasoner guided by the Embedder")
+    )
     sp.add_argument("--rl", required=True, help="RL pairs (split/rl.parquet)")
     sp.add_argument("--reasoner", required=True, help="starting Reasoner (backbone.json/folder)")
     sp.add_argument("--embedder", help="frozen Embedder folder (egrl.embedder_backend: local)")
@@ -326,14 +309,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parser: argparse.ArgumentParser | None = None) -> int:
+    """Run the stage ``argv`` names; ``parser`` replaces :func:`build_parser` (the tests' toy
+    stage, tests/fixtures/toy_stage.py, runs through here with its own)."""
     from ume.offline import set_offline_env
 
     set_offline_env()
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
     )
-    args = build_parser().parse_args(argv)
+    args = (parser or build_parser()).parse_args(argv)
     try:
         return args.fn(args)
     except UmeError as e:

@@ -213,7 +213,7 @@ def test_a_preempted_job_is_requeued_and_resumes_to_the_same_artifact(slurm, rep
     """submitit's Checkpointable on SLURM: preemption -> requeue -> resume from checkpoint."""
     launch = tmp_path / "launch.yaml"
     launch.write_text("launch:\n  launcher: slurm\n  slurm:\n    poll_interval_s: 1.0\n")
-    toy = [sys.executable, "-m", "ume", "toy", "--steps", "8"]
+    toy = [sys.executable, "-m", "tests.fixtures.toy_stage", "--steps", "8"]
     subprocess.run(
         [*toy, "--out", str(tmp_path / "ref.json"), "--checkpoint-dir", str(tmp_path / "ck_ref")],
         check=True,
@@ -273,8 +273,7 @@ def test_a_distributed_stage_gets_one_task_per_process_and_a_process_group(slurm
     cmd = [
         sys.executable,
         "-m",
-        "ume",
-        "toy",
+        "tests.fixtures.toy_stage",
         "--distributed",
         "--out",
         str(out),

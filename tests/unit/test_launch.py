@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.fixtures.toy_stage import build_parser as toy_parser
+from tests.fixtures.toy_stage import toy_stage
 from ume.cli import main
 from ume.config import LaunchConfig, SlurmConfig, load_config
 from ume.errors import ConfigError
 from ume.launch import CheckpointFolder, LaunchError, Resources, run_stage
 from ume.launch.distributed import resolve_config
 from ume.launch.launcher import StageCall, SubmittedStage
-from ume.launch.toy import toy_stage
 
 pytestmark = pytest.mark.unit
 
@@ -103,7 +104,7 @@ def test_toy_stage_resumes_to_the_same_artifact(tmp_path):
 
 def test_toy_stage_killed_mid_way_and_run_again_gives_the_same_bytes(tmp_path, repo):
     """SIGKILL (no chance to clean up) mid-way through the CLI, then the same command again."""
-    cmd = [sys.executable, "-m", "ume", "toy", "--steps", "8", "--checkpoint-dir"]
+    cmd = [sys.executable, "-m", "tests.fixtures.toy_stage", "--steps", "8", "--checkpoint-dir"]
     subprocess.run(
         [*cmd, str(tmp_path / "ck_ref"), "--out", str(tmp_path / "ref.json")],
         check=True,
@@ -226,10 +227,11 @@ def test_cli_launch_options_route_through_the_launcher(tmp_path, capsys):
     launch = tmp_path / "launch.yaml"
     launch.write_text(yaml.safe_dump({"launch": {"launcher": "local"}}))
     out = tmp_path / "toy" / "out.json"
-    common = ["toy", "--out", str(out), "--checkpoint-dir", str(tmp_path / "ck"), "--steps", "2"]
-    assert main([*common, "--launch", str(launch), "--resources", "gpus=0", "mem_mb=100"]) == 0
+    common = ["--out", str(out), "--checkpoint-dir", str(tmp_path / "ck"), "--steps", "2"]
+    launch_args = ["--launch", str(launch), "--resources", "gpus=0", "mem_mb=100"]
+    assert main([*common, *launch_args], parser=toy_parser()) == 0
     assert json.loads(out.read_text())["steps"] == 2
-    assert main([*common, "--resources", "gpu=1"]) == 2
+    assert main([*common, "--resources", "gpu=1"], parser=toy_parser()) == 2
     assert "--resources 'gpu=1'" in capsys.readouterr().err
 
 
