@@ -15,7 +15,7 @@ from ume.items import Item
 from ume.tcot.format import render_tcot
 from ume.train import egrl as egrl_mod
 from ume.train.frozen import LocalDiscriminator, LocalEmbedder
-from ume.train.reasoner import model_folder, read_log
+from ume.train.reasoner_common import model_folder, read_log
 from ume.train.rewards import (
     EGRLScorer,
     FormatReward,

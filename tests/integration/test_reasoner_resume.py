@@ -12,7 +12,7 @@ import torch
 
 from tests.fixtures.tiny_run import tiny_run
 from ume.train import sft as sft_mod
-from ume.train.reasoner import read_log
+from ume.train.reasoner_common import read_log
 
 pytestmark = pytest.mark.integration
 

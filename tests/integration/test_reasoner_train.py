@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from tests.fixtures.tiny_run import tiny_run
 from ume.models.backbone import chat_generate, load_backbone
 from ume.train.egrl import train_egrl
-from ume.train.reasoner import model_folder, read_log
+from ume.train.reasoner_common import model_folder, read_log
 from ume.train.sft import train_sft
 
 pytestmark = pytest.mark.integration

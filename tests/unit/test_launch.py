@@ -281,7 +281,7 @@ def test_resume_point_clears_another_fingerprint_and_skips_incomplete_checkpoint
 
 def test_reasoner_fingerprint_leaves_out_the_run_length(tmp_path, repo):
     from ume.config import load_config
-    from ume.train.reasoner import fingerprint
+    from ume.train.reasoner_common import fingerprint
 
     cfg = load_config(repo / "config" / "config.yaml")
     pairs = tmp_path / "pairs.parquet"

@@ -55,7 +55,7 @@ from ume.errors import ConfigError, DataError
 from ume.io import Manifest, write_json
 from ume.items import Item
 from ume.launch.resumable import checkpoint_dir, resume_point
-from ume.train import reasoner as R
+from ume.train import reasoner_common as R
 from ume.train.rewards import (
     QUERY,
     TARGET,
@@ -356,7 +356,7 @@ def train_egrl(
     (the starting Reasoner, the trained Embedder, the Discriminator; the last two only for
     local backends, the Discriminator only with the process reward). ``checkpoints``:
     resumption folder (default :func:`~ume.launch.resumable.checkpoint_dir`; resumed only under
-    the same :func:`~ume.train.reasoner.fingerprint`).
+    the same :func:`~ume.train.reasoner_common.fingerprint`).
     ``embedder_backend`` / ``discriminator_backend``: ready backends instead (tests).
     """
     from ume.models.backbone import load_backbone

@@ -29,7 +29,7 @@ from ume.io import Manifest
 from ume.items import Item
 from ume.launch.resumable import checkpoint_dir, resume_point
 from ume.tcot.format import check_format
-from ume.train import reasoner as R
+from ume.train import reasoner_common as R
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def train_sft(
 
     ``reasoner``: the starting Reasoner (``backbone.json`` or model folder);
     ``checkpoints``: resumption folder (default :func:`~ume.launch.resumable.checkpoint_dir`;
-    resumed only under the same :func:`~ume.train.reasoner.fingerprint`).
+    resumed only under the same :func:`~ume.train.reasoner_common.fingerprint`).
     """
     from trl import SFTConfig as TRLSFTConfig
     from trl import SFTTrainer
