@@ -55,7 +55,7 @@ from ume.errors import ConfigError, DataError
 from ume.io import Manifest, write_json
 from ume.items import Item
 from ume.launch.resumable import checkpoint_dir, resume_point
-from ume.train import reasoner_common as R
+from ume.train import reasoner_common
 from ume.train.rewards import (
     QUERY,
     TARGET,
@@ -76,7 +76,9 @@ def rl_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
     for r in df.to_dict("records"):
         for side in (QUERY, TARGET):
             item = Item.from_row(r, side)
-            prompt, images = R.prompt_and_images(item, R.ROLE_OF_SIDE[side])
+            prompt, images = reasoner_common.prompt_and_images(
+                item, reasoner_common.ROLE_OF_SIDE[side]
+            )
             rows.append(
                 {
                     "prompt": prompt,
@@ -240,7 +242,7 @@ def heldout_scores(
         return {"pairs": 0}
     recs = df.sort_values(["dataset", "pair_id"]).to_dict("records")
     rows = [(r, side, Item.from_row(r, side)) for r in recs for side in (QUERY, TARGET)]
-    chats = [tcot_messages(it, R.ROLE_OF_SIDE[side]) for _, side, it in rows]
+    chats = [tcot_messages(it, reasoner_common.ROLE_OF_SIDE[side]) for _, side, it in rows]
     was_training = model.training
     model.eval()
     try:
@@ -334,7 +336,7 @@ def grpo_args(cfg: Config, checkpoints: Path, weights: list[float]):
         disable_tqdm=True,
         log_completions=False,
         **extra,
-        **R.device_kwargs(cfg.models.reasoner),
+        **reasoner_common.device_kwargs(cfg.models.reasoner),
     )
 
 
@@ -376,29 +378,29 @@ def train_egrl(
 
     if embedder_backend is None and (g.use_outcome_reward or g.use_process_reward):
         m = cfg.models.embedder
-        folder = R.model_folder(embedder) if embedder else None
+        folder = reasoner_common.model_folder(embedder) if embedder else None
         embedder_backend = frozen.make_embedder(
             g, folder, dtype=m.dtype, attn=m.attn_implementation
         )
     if discriminator_backend is None and g.use_process_reward:
         m = cfg.models.discriminator
-        folder = R.model_folder(discriminator) if discriminator else None
+        folder = reasoner_common.model_folder(discriminator) if discriminator else None
         discriminator_backend = frozen.make_discriminator(
             g, folder, dtype=m.dtype, attn=m.attn_implementation
         )
     scorer = make_scorer(g, embedder_backend, discriminator_backend, seed=cfg.seed)
     funcs, weights = reward_functions(g, scorer)
 
-    start = R.model_folder(reasoner)
+    start = reasoner_common.model_folder(reasoner)
     bcfg = cfg.models.reasoner
     model, processor = load_backbone(
         start, dtype=bcfg.dtype, attn_implementation=bcfg.attn_implementation, role="reasoner"
     )
     start_heldout = heldout_scores(model, processor, held_df, scorer, g)
     model.train()
-    peft_config = R.lora_peft_config(g.lora) if g.lora.enabled else None
+    peft_config = reasoner_common.lora_peft_config(g.lora) if g.lora.enabled else None
     if peft_config is None:
-        R.freeze_vision(model)
+        reasoner_common.freeze_vision(model)
 
     args = grpo_args(cfg, ckpt, weights)
     Trainer = egrl_trainer_class()
@@ -409,12 +411,14 @@ def train_egrl(
         processing_class=processor,
         reward_funcs=funcs,
         args=args,
-        train_dataset=R.image_dataset(rl_rows(train_df)),
+        train_dataset=reasoner_common.image_dataset(rl_rows(train_df)),
         peft_config=peft_config,
-        callbacks=[R.train_log_callback(out_dir / "train_log.csv", out_dir / "train_log.png")],
+        callbacks=[
+            reasoner_common.train_log_callback(out_dir / "train_log.csv", out_dir / "train_log.png")
+        ],
     )
     # checkpoints of another config or other inputs are cleared, never resumed
-    fp = R.fingerprint(cfg, [rl_path, reasoner, embedder, discriminator])
+    fp = reasoner_common.fingerprint(cfg, [rl_path, reasoner, embedder, discriminator])
     resume = resume_point(ckpt, fp, is_main=args.process_index == 0)
     if resume:
         log.info("resuming EG-RL from %s", resume)
@@ -428,11 +432,13 @@ def train_egrl(
         return {}
     final_model = trainer.model.merge_and_unload() if peft_config is not None else trainer.model
     final_heldout = heldout_scores(final_model, processor, held_df, scorer, g)
-    rec = R.save_reasoner(final_model, processor, out_dir, role="egrl", source="egrl", bcfg=bcfg)
-    R.drop_checkpoints(ckpt)
+    rec = reasoner_common.save_reasoner(
+        final_model, processor, out_dir, role="egrl", source="egrl", bcfg=bcfg
+    )
+    reasoner_common.drop_checkpoints(ckpt)
     heldout = {"start": start_heldout, "final": final_heldout, "start_model": str(start)}
     write_json(out_dir / "heldout.json", heldout)
-    log_rows = R.read_log(out_dir / "train_log.csv")
+    log_rows = reasoner_common.read_log(out_dir / "train_log.csv")
     manifest.record(
         pairs=len(train_df),
         heldout_pairs=len(held_df),
@@ -448,7 +454,7 @@ def train_egrl(
         * g.per_device_batch_size
         * g.gradient_accumulation_steps,
         vllm=bool(args.use_vllm),
-        reward_summary=R.log_summary(log_rows, "reward"),
+        reward_summary=reasoner_common.log_summary(log_rows, "reward"),
         scorer=scorer.totals,
         start_model=str(start),
         heldout={k: v.get("outcome_mean") for k, v in heldout.items() if isinstance(v, dict)},

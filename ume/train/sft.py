@@ -29,7 +29,7 @@ from ume.io import Manifest
 from ume.items import Item
 from ume.launch.resumable import checkpoint_dir, resume_point
 from ume.tcot.format import check_format
-from ume.train import reasoner_common as R
+from ume.train import reasoner_common
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def sft_rows(df: pd.DataFrame) -> tuple[list[dict], dict[str, int]]:
     """Prompt/completion/images rows of both sides of every pair, and what was skipped."""
     rows, skipped = [], {"no_tcot": 0, "bad_format": 0}
     for r in df.to_dict("records"):
-        for side, role in R.ROLE_OF_SIDE.items():
+        for side, role in reasoner_common.ROLE_OF_SIDE.items():
             tcot = r.get(f"{side}_tcot")
             if not isinstance(tcot, str) or not tcot.strip():
                 skipped["no_tcot"] += 1
@@ -46,7 +46,7 @@ def sft_rows(df: pd.DataFrame) -> tuple[list[dict], dict[str, int]]:
             if not check_format(tcot, variant="tags"):
                 skipped["bad_format"] += 1
                 continue
-            prompt, images = R.prompt_and_images(Item.from_row(r, side), role)
+            prompt, images = reasoner_common.prompt_and_images(Item.from_row(r, side), role)
             completion = [{"role": "assistant", "content": [{"type": "text", "text": tcot}]}]
             rows.append({"prompt": prompt, "completion": completion, "images": images})
     return rows, skipped
@@ -83,15 +83,15 @@ def train_sft(
     rows, skipped = sft_rows(df)
     if not rows:
         raise DataError(f"{pairs_path}: no usable annotated T-CoT to imitate ({skipped})")
-    start = R.model_folder(reasoner)
+    start = reasoner_common.model_folder(reasoner)
     bcfg = cfg.models.reasoner
     model, processor = load_backbone(
         start, dtype=bcfg.dtype, attn_implementation=bcfg.attn_implementation, role="reasoner"
     )
     model.train()
-    peft_config = R.lora_peft_config(s.lora) if s.lora.enabled else None
+    peft_config = reasoner_common.lora_peft_config(s.lora) if s.lora.enabled else None
     if peft_config is None:
-        R.freeze_vision(model)
+        reasoner_common.freeze_vision(model)
     ckpt = checkpoint_dir(out_dir, checkpoints)
     args = TRLSFTConfig(
         output_dir=str(ckpt),
@@ -110,18 +110,20 @@ def train_sft(
         seed=cfg.seed,
         disable_tqdm=True,
         dataloader_num_workers=0,
-        **R.device_kwargs(bcfg),
+        **reasoner_common.device_kwargs(bcfg),
     )
     trainer = SFTTrainer(
         model=model,
         processing_class=processor,
         args=args,
-        train_dataset=R.image_dataset(rows),
+        train_dataset=reasoner_common.image_dataset(rows),
         peft_config=peft_config,
-        callbacks=[R.train_log_callback(out_dir / "train_log.csv", out_dir / "train_log.png")],
+        callbacks=[
+            reasoner_common.train_log_callback(out_dir / "train_log.csv", out_dir / "train_log.png")
+        ],
     )
     # checkpoints of another config or other inputs are cleared, never resumed
-    fp = R.fingerprint(cfg, [pairs_path, reasoner])
+    fp = reasoner_common.fingerprint(cfg, [pairs_path, reasoner])
     resume = resume_point(ckpt, fp, is_main=args.process_index == 0)
     if resume:
         log.info("resuming SFT from %s", resume)
@@ -131,9 +133,11 @@ def train_sft(
     if not trainer.accelerator.is_main_process:  # one writer (distributed runs)
         trainer.accelerator.wait_for_everyone()
         return {}
-    rec = R.save_reasoner(trainer.model, processor, out_dir, role="sft", source="sft", bcfg=bcfg)
-    R.drop_checkpoints(ckpt)
-    rows_log = R.read_log(out_dir / "train_log.csv")
+    rec = reasoner_common.save_reasoner(
+        trainer.model, processor, out_dir, role="sft", source="sft", bcfg=bcfg
+    )
+    reasoner_common.drop_checkpoints(ckpt)
+    rows_log = reasoner_common.read_log(out_dir / "train_log.csv")
     manifest.record(
         examples=len(rows),
         skipped=skipped,
@@ -143,7 +147,7 @@ def train_sft(
         train_seconds=round(seconds, 2),
         seconds_per_step=round(seconds / max(1, trainer.state.global_step), 3),
         train_loss=result.training_loss,
-        loss=R.log_summary(rows_log, "loss"),
+        loss=reasoner_common.log_summary(rows_log, "loss"),
         lora=s.lora.enabled,
         start_model=str(start),
         backbone=rec,
