@@ -14,8 +14,8 @@ from tests.fixtures.tiny_run import tiny_run
 from ume.items import Item
 from ume.tcot.format import render_tcot
 from ume.train import egrl as egrl_mod
-from ume.train.frozen import LocalDiscriminator, LocalEmbedder
 from ume.train.reasoner_common import model_folder, read_log
+from ume.train.reward_models import LocalDiscriminator, LocalEmbedder
 from ume.train.rewards import (
     EGRLScorer,
     FormatReward,

@@ -33,7 +33,7 @@ from ume.errors import ConfigError
 from ume.items import Item
 from ume.tcot.format import render_tcot
 from ume.train.egrl import PairBatchSampler
-from ume.train.frozen import LocalEmbedder, ServerDiscriminator, ServerEmbedder
+from ume.train.reward_models import LocalEmbedder, ServerDiscriminator, ServerEmbedder
 from ume.train.rewards import (
     REWARDS,
     EGRLScorer,

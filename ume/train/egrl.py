@@ -362,7 +362,7 @@ def train_egrl(
     ``embedder_backend`` / ``discriminator_backend``: ready backends instead (tests).
     """
     from ume.models.backbone import load_backbone
-    from ume.train import frozen
+    from ume.train import reward_models
 
     g = cfg.egrl
     out_dir = Path(out_dir)
@@ -379,13 +379,13 @@ def train_egrl(
     if embedder_backend is None and (g.use_outcome_reward or g.use_process_reward):
         m = cfg.models.embedder
         folder = reasoner_common.model_folder(embedder) if embedder else None
-        embedder_backend = frozen.make_embedder(
+        embedder_backend = reward_models.make_embedder(
             g, folder, dtype=m.dtype, attn=m.attn_implementation
         )
     if discriminator_backend is None and g.use_process_reward:
         m = cfg.models.discriminator
         folder = reasoner_common.model_folder(discriminator) if discriminator else None
-        discriminator_backend = frozen.make_discriminator(
+        discriminator_backend = reward_models.make_discriminator(
             g, folder, dtype=m.dtype, attn=m.attn_implementation
         )
     scorer = make_scorer(g, embedder_backend, discriminator_backend, seed=cfg.seed)
