@@ -10,8 +10,8 @@ import pytest
 
 from tests.fixtures import real_layouts as fx
 from tests.fixtures.eval_fakes import FakeEmbedder, FakeReasoner
+from ume.eval.cache_keys import chat_fingerprint, content_key, folder_identity, item_fingerprint
 from ume.eval.encode import CachedEncoder, EmbeddingCache, EncodeStats, embedding_key
-from ume.eval.keys import chat_fingerprint, content_key, folder_identity, item_fingerprint
 from ume.eval.reason import (
     CachedReasoner,
     ReasonStats,

@@ -5,7 +5,7 @@ item), so every T-CoT is written once and kept on disk:
 
 * the **key** hashes the Reasoner's identity (the checksum of its folder, or the model a
   server serves), the generation parameters and the prompt *content* (the chat text with
-  every image replaced by the sha256 of its bytes) -- see :mod:`ume.eval.keys`;
+  every image replaced by the sha256 of its bytes) -- see :mod:`ume.eval.cache_keys`;
 * the **cache** (``<cache_dir>/tcot/<namespace>/part-*.jsonl``) is shared by all tasks,
   runs and ablation variants; each flush writes a new shard atomically, so concurrent jobs
   never write the same file and an interrupted job keeps what it flushed.
@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ume.errors import ConfigError
-from ume.eval.keys import chat_fingerprint, content_key
+from ume.eval.cache_keys import chat_fingerprint, content_key
 from ume.io import atomic_path, write_text
 from ume.items import Item
 
@@ -370,7 +370,7 @@ def make_reasoner(
         )
     if model_path is None:
         raise ConfigError("eval.reasoner_backend 'hf' needs the Reasoner model (--reasoner)")
-    from ume.eval.keys import folder_identity
+    from ume.eval.cache_keys import folder_identity
 
     folder = resolve_model_folder(model_path)
     m = cfg.models.reasoner
