@@ -97,9 +97,9 @@ def _attach_gt(task: EvalTask, folder: Path) -> None:
         gt = json.loads(side.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise DataError(f"{side}: not valid JSON ({e}); regenerate the synthetic benchmark") from e
-    qgt, cgt = gt.get("queries", {}), gt.get("candidates", {})
-    task.queries = [(q, _with_gt(it, qgt.get(q))) for q, it in task.queries]
-    task.candidates = {c: _with_gt(it, cgt.get(c)) for c, it in task.candidates.items()}
+    query_gt, candidate_gt = gt.get("queries", {}), gt.get("candidates", {})
+    task.queries = [(q, _with_gt(it, query_gt.get(q))) for q, it in task.queries]
+    task.candidates = {c: _with_gt(it, candidate_gt.get(c)) for c, it in task.candidates.items()}
 
 
 def _with_gt(item: Item, gt: dict | None) -> Item:

@@ -46,7 +46,12 @@ def _rel(path: Path, base: Path) -> str:
 
 
 def _image_table(
-    cfg: SyntheticConfig, root: Path, name: str, rows: list[dict], qgt: dict, cgt: dict
+    cfg: SyntheticConfig,
+    root: Path,
+    name: str,
+    rows: list[dict],
+    query_gt: dict,
+    candidate_gt: dict,
 ) -> None:
     import pandas as pd
 
@@ -56,13 +61,13 @@ def _image_table(
         columns=["qry_inst", "qry_text", "qry_img_path", "tgt_inst", "tgt_text", "tgt_img_path"],
     )
     write_parquet(folder / TABLE, df)
-    _sidecar(folder, qgt, cgt)
+    _sidecar(folder, query_gt, candidate_gt)
 
 
 def _write_cls(cfg: SyntheticConfig, root: Path, name: str) -> None:
     rng, size = task_rng(cfg, name), cfg.image_size
     img_root = root / "mmeb" / "image-tasks"
-    rows, qgt, cgt = [], {}, {}
+    rows, query_gt, candidate_gt = [], {}, {}
     for q in range(cfg.eval_queries):
         big = Obj(_pick(rng, SHAPES), _pick(rng, COLOR_NAMES), 4, scale=1.3)
         corners = [int(c) for c in rng.permutation([0, 2, 6, 8])]
@@ -89,17 +94,17 @@ def _write_cls(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 "tgt_img_path": [""] * len(labels),
             }
         )
-        qgt[str(q)] = _obj_gt(big, size, f"the largest object is {big.describe()}")
+        query_gt[str(q)] = _obj_gt(big, size, f"the largest object is {big.describe()}")
         for lab in labels:
             c, s = lab.split()
-            cgt[candidate_id("", lab)] = _gt(None, None, [c, s], f"the class {lab}")
-    _image_table(cfg, root, name, rows, qgt, cgt)
+            candidate_gt[candidate_id("", lab)] = _gt(None, None, [c, s], f"the class {lab}")
+    _image_table(cfg, root, name, rows, query_gt, candidate_gt)
 
 
 def _write_vqa(cfg: SyntheticConfig, root: Path, name: str) -> None:
     rng, size = task_rng(cfg, name), cfg.image_size
     img_root = root / "mmeb" / "image-tasks"
-    rows, qgt, cgt = [], {}, {}
+    rows, query_gt, candidate_gt = [], {}, {}
     for q in range(cfg.eval_queries):
         t, objs = fine_scene(rng, max(3, cfg.shapes_per_image))
         path = save_png(render_scene(objs, size), img_root / name / f"q{q:04d}.png")
@@ -123,10 +128,10 @@ def _write_vqa(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 "tgt_img_path": [""] * len(answers),
             }
         )
-        qgt[str(q)] = _obj_gt(t, size, f"{question} The answer is {answer}: {t.describe()}")
+        query_gt[str(q)] = _obj_gt(t, size, f"{question} The answer is {answer}: {t.describe()}")
         for a in answers:
-            cgt[candidate_id("", a)] = _gt(None, None, [a], f"the answer {a}")
-    _image_table(cfg, root, name, rows, qgt, cgt)
+            candidate_gt[candidate_id("", a)] = _gt(None, None, [a], f"the answer {a}")
+    _image_table(cfg, root, name, rows, query_gt, candidate_gt)
 
 
 def _scene_variants(rng, objs: list[Obj], t: Obj, n: int) -> list[list[Obj]]:
@@ -161,7 +166,7 @@ def _scene_variants(rng, objs: list[Obj], t: Obj, n: int) -> list[list[Obj]]:
 def _write_ret(cfg: SyntheticConfig, root: Path, name: str, t2i: bool) -> None:
     rng, size = task_rng(cfg, name), cfg.image_size
     img_root = root / "mmeb" / "image-tasks"
-    rows, qgt, cgt = [], {}, {}
+    rows, query_gt, candidate_gt = [], {}, {}
     for q in range(cfg.eval_queries):
         t, objs = fine_scene(rng, cfg.shapes_per_image)
         scenes = [objs, *_scene_variants(rng, objs, t, cfg.eval_candidates - 1)]
@@ -187,9 +192,9 @@ def _write_ret(cfg: SyntheticConfig, root: Path, name: str, t2i: bool) -> None:
                     "tgt_img_path": paths,
                 }
             )
-            qgt[str(q)] = _gt(None, None, gts[0]["keywords"], descs[0])
+            query_gt[str(q)] = _gt(None, None, gts[0]["keywords"], descs[0])
             for p, g in zip(paths, gts, strict=True):
-                cgt[candidate_id(p, "")] = g
+                candidate_gt[candidate_id(p, "")] = g
         else:
             path = save_png(render_scene(objs, size), img_root / name / f"q{q:04d}.png")
             rows.append(
@@ -202,10 +207,10 @@ def _write_ret(cfg: SyntheticConfig, root: Path, name: str, t2i: bool) -> None:
                     "tgt_img_path": [""] * len(descs),
                 }
             )
-            qgt[str(q)] = gts[0]
+            query_gt[str(q)] = gts[0]
             for d, g in zip(descs, gts, strict=True):
-                cgt[candidate_id("", d)] = _gt(None, None, g["keywords"], d)
-    _image_table(cfg, root, name, rows, qgt, cgt)
+                candidate_gt[candidate_id("", d)] = _gt(None, None, g["keywords"], d)
+    _image_table(cfg, root, name, rows, query_gt, candidate_gt)
 
 
 def _cell_box(cell: int, size: int) -> list[int]:
@@ -217,7 +222,7 @@ def _write_grounding(cfg: SyntheticConfig, root: Path, name: str) -> None:
     image with a region phrase each (ids ``img_path:text``, several share an image)."""
     rng, size = task_rng(cfg, name), cfg.image_size
     img_root = root / "mmeb" / "image-tasks"
-    rows, qgt, cgt = [], {}, {}
+    rows, query_gt, candidate_gt = [], {}, {}
     for q in range(cfg.eval_queries):
         t, objs = fine_scene(rng, max(3, cfg.shapes_per_image))
         path = save_png(render_scene(objs, size), img_root / name / f"q{q:04d}.png")
@@ -239,14 +244,14 @@ def _write_grounding(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 "tgt_img_path": [rel] * len(texts),
             }
         )
-        qgt[str(q)] = _obj_gt(t, size, f"the {t.label} is at the {t.where}")
+        query_gt[str(q)] = _obj_gt(t, size, f"the {t.label} is at the {t.where}")
         for c, txt in zip(chosen, texts, strict=True):
             o = by_cell.get(c)
-            cgt[candidate_id(rel, txt)] = (
+            candidate_gt[candidate_id(rel, txt)] = (
                 _obj_gt(o, size)
                 if o
                 else _gt(
                     [_cell_box(c, size)], None, [CELLS[c]], f"an empty region at the {CELLS[c]}"
                 )
             )
-    _image_table(cfg, root, name, rows, qgt, cgt)
+    _image_table(cfg, root, name, rows, query_gt, candidate_gt)

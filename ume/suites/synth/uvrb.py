@@ -34,15 +34,15 @@ def _uvrb_write(
     corpus: list[dict],
     queries: list[dict],
     instances: list[dict],
-    qgt: dict,
-    cgt: dict,
+    query_gt: dict,
+    candidate_gt: dict,
 ) -> None:
     from ume.io import write_jsonl
 
     write_jsonl(folder / "jsonl" / "corpus.jsonl", corpus)
     write_jsonl(folder / "jsonl" / "queries.jsonl", queries)
     write_jsonl(folder / "jsonl" / "instances.jsonl", instances)
-    _sidecar(folder, qgt, cgt)
+    _sidecar(folder, query_gt, candidate_gt)
 
 
 def _when(e: Event, num_frames: int) -> str:
@@ -58,7 +58,7 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
     rng, size, nf = task_rng(cfg, name), cfg.image_size, cfg.num_frames
     folder = task_dir("uvrb", name, root)
     fdir = folder / "videos_frames"
-    corpus, queries, instances, qgt, cgt = [], [], [], {}, {}
+    corpus, queries, instances, query_gt, candidate_gt = [], [], [], {}, {}
     videos: list[tuple[str, list[Event], list[Obj], int]] = []  # id, events, static, frames
 
     def add_video(events: list[Event], static: list[Obj], n_frames: int) -> str:
@@ -74,7 +74,7 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 "keywords": g["keywords"] + g2["keywords"],
                 "description": g["description"] + "; then " + g2["description"],
             }
-        cgt[vid] = g
+        candidate_gt[vid] = g
         videos.append((vid, events, static, n_frames))
         return vid
 
@@ -82,7 +82,7 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
         qid = f"q{len(queries):04d}"
         queries.append({"id": qid, **rec})
         instances.append({"qid": qid, "pos": pos})
-        qgt[qid] = g
+        query_gt[qid] = g
 
     kind = name.split("-")[-1]
     if kind == "CG":
@@ -106,7 +106,7 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 add_query(
                     {"text": e.describe()},
                     [vid],
-                    _gt(None, None, cgt[vid]["keywords"], e.describe()),
+                    _gt(None, None, candidate_gt[vid]["keywords"], e.describe()),
                 )
             elif kind == "CMP":
                 # image of the static scene (+ the event's object before the event) + text
@@ -118,7 +118,7 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 add_query(
                     {"text": text, "image": img},
                     [vid],
-                    _gt([obj_box(e.active_obj(), size)], None, cgt[vid]["keywords"], text),
+                    _gt([obj_box(e.active_obj(), size)], None, candidate_gt[vid]["keywords"], text),
                 )
             else:  # VIS: a key frame as an image, or the key frames as a clip
                 active = video_frames(static, [e], nf)[e.start - 1]
@@ -162,7 +162,7 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 for v, (e2,), _, _ in videos
                 if f"{e2.describe()} {_when(e2, nf)} of the video" == text
             ]
-            add_query({"text": text}, same, _gt(None, None, cgt[vid]["keywords"], text))
+            add_query({"text": text}, same, _gt(None, None, candidate_gt[vid]["keywords"], text))
     elif kind == "LC":
         # long videos (2x frames) with two events; the order distinguishes pairs.
         n2 = 2 * nf
@@ -181,7 +181,7 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
         for i in picks:
             vid, evs, _, _ = videos[i]
             text = f"first {evs[0].describe()}, then {evs[1].describe()}"
-            add_query({"text": text}, [vid], _gt(None, None, cgt[vid]["keywords"], text))
+            add_query({"text": text}, [vid], _gt(None, None, candidate_gt[vid]["keywords"], text))
     else:  # pragma: no cover - SYNTH_TASKS is closed
         raise ValueError(name)
-    _uvrb_write(folder, corpus, queries, instances, qgt, cgt)
+    _uvrb_write(folder, corpus, queries, instances, query_gt, candidate_gt)

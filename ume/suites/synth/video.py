@@ -55,16 +55,16 @@ def _write_video_cls(cfg: SyntheticConfig, root: Path, name: str) -> None:
     rng = task_rng(cfg, name)
     data, frames = _video_paths(root, "mmeb_video_cls", name)
     labels = [f"{s} {v}" for s in SHAPES for v in ("appearing", "changing colour", "moving")]
-    rows, qgt = [], {}
+    rows, query_gt = [], {}
     for q in range(cfg.eval_queries):
         vid = f"v{q:04d}"
         e = _event_video(rng, cfg, frames / vid)
         rows.append({"video_id": vid, "pos_text": e.class_label})
-        qgt[str(q)] = _frame_gt(e, cfg.image_size)
+        query_gt[str(q)] = _frame_gt(e, cfg.image_size)
     write_parquet(data / TABLE, pd.DataFrame(rows, columns=["video_id", "pos_text"]))
     write_json(data / "labels.json", labels)
-    cgt = {lab: _gt(None, None, lab.split(), f"a video of a {lab}") for lab in labels}
-    _sidecar(data, qgt, cgt)
+    candidate_gt = {lab: _gt(None, None, lab.split(), f"a video of a {lab}") for lab in labels}
+    _sidecar(data, query_gt, candidate_gt)
 
 
 def _write_video_qa(cfg: SyntheticConfig, root: Path, name: str) -> None:
@@ -72,7 +72,7 @@ def _write_video_qa(cfg: SyntheticConfig, root: Path, name: str) -> None:
 
     rng = task_rng(cfg, name)
     data, frames = _video_paths(root, "mmeb_video_qa", name)
-    rows, qgt, cgt = [], {}, {}
+    rows, query_gt, candidate_gt = [], {}, {}
     n_opt = max(2, min(cfg.eval_candidates, 5))
     for q in range(cfg.eval_queries):
         vid = f"v{q:04d}"
@@ -105,12 +105,14 @@ def _write_video_qa(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 "answer": chr(65 + k),
             }
         )
-        qgt[str(q)] = _frame_gt(e, cfg.image_size) | {"description": f"{question} {e.describe()}"}
+        query_gt[str(q)] = _frame_gt(e, cfg.image_size) | {
+            "description": f"{question} {e.describe()}"
+        }
         for j, a in enumerate(opts):
-            cgt[f"{q}:{j}"] = _gt(None, None, [a], f"the answer {a}")
+            candidate_gt[f"{q}:{j}"] = _gt(None, None, [a], f"the answer {a}")
     df = pd.DataFrame(rows, columns=["video_id", "question", "options", "answer"])
     write_parquet(data / TABLE, df)
-    _sidecar(data, qgt, cgt)
+    _sidecar(data, query_gt, candidate_gt)
 
 
 def _write_video_ret(cfg: SyntheticConfig, root: Path, name: str) -> None:
@@ -118,17 +120,17 @@ def _write_video_ret(cfg: SyntheticConfig, root: Path, name: str) -> None:
 
     rng = task_rng(cfg, name)
     data, frames = _video_paths(root, "mmeb_video_ret", name)
-    rows, qgt, cgt = [], {}, {}
+    rows, query_gt, candidate_gt = [], {}, {}
     while len(rows) < cfg.eval_queries:
         fam = _event_family(rng, cfg, min(4, cfg.eval_queries - len(rows)))
         for e, static in fam:
             vid = f"video{len(rows):04d}"
             write_frames(video_frames(static, [e], cfg.num_frames), cfg.image_size, frames / vid)
-            qgt[str(len(rows))] = _gt(None, None, _frame_gt(e, 1)["keywords"], e.describe())
-            cgt[vid] = _frame_gt(e, cfg.image_size)
+            query_gt[str(len(rows))] = _gt(None, None, _frame_gt(e, 1)["keywords"], e.describe())
+            candidate_gt[vid] = _frame_gt(e, cfg.image_size)
             rows.append({"video_id": vid, "video": f"video/{vid}.mp4", "caption": e.describe()})
     write_parquet(data / TABLE, pd.DataFrame(rows, columns=["video_id", "video", "caption"]))
-    _sidecar(data, qgt, cgt)
+    _sidecar(data, query_gt, candidate_gt)
 
 
 def _write_video_mret(cfg: SyntheticConfig, root: Path, name: str) -> None:
@@ -139,7 +141,7 @@ def _write_video_mret(cfg: SyntheticConfig, root: Path, name: str) -> None:
     rng, size, nf = task_rng(cfg, name), cfg.image_size, cfg.num_frames
     data, frames = _video_paths(root, "mmeb_video_mret", name)
     n_clips = max(2, min(cfg.eval_candidates, 4))
-    rows, qgt, cgt = [], {}, {}
+    rows, query_gt, candidate_gt = [], {}, {}
     for q in range(cfg.eval_queries):
         stem = f"video{q:04d}"
         e = random_event(rng, nf, set())
@@ -168,12 +170,15 @@ def _write_video_mret(cfg: SyntheticConfig, root: Path, name: str) -> None:
         write_frames([full[i] for i in pick], size, frames / stem / "query")
         for clip, fr, ev in clips:
             write_frames(fr, size, frames / stem / clip)
-            cgt[f"{stem}/{clip}"] = _frame_gt(ev, size) if ev else _gt([], [], [], "")
+            candidate_gt[f"{stem}/{clip}"] = _frame_gt(ev, size) if ev else _gt([], [], [], "")
         lo = pos_at * nf + e.start - 1
         hi = pos_at * nf + e.end - 1
         qkf = [k + 1 for k, i in enumerate(pick) if lo <= i <= hi]
         g = _frame_gt(e, size)
-        qgt[str(q)] = g | {"key_frames": qkf, "description": f"the moment where {e.describe()}"}
+        query_gt[str(q)] = g | {
+            "key_frames": qkf,
+            "description": f"the moment where {e.describe()}",
+        }
         rows.append({"query": e.describe(), "video_path": f"videos/{stem}.mp4"})
     write_parquet(data / TABLE, pd.DataFrame(rows, columns=["query", "video_path"]))
-    _sidecar(data, qgt, cgt)
+    _sidecar(data, query_gt, candidate_gt)

@@ -34,7 +34,7 @@ def _write_visdoc(cfg: SyntheticConfig, root: Path, name: str) -> None:
     folder = task_dir("beir", name, root)
     n_reports = max(1, cfg.eval_corpus // 2)
     reports = _doc_reports(rng, n_reports)
-    corpus, cgt = [], {}
+    corpus, candidate_gt = [], {}
     for i, r in enumerate(reports):
         for p, (img, boxes, title, lines) in enumerate(_doc_pages(r, i, size), start=1):
             cid = f"report{i:03d}_p{p}"
@@ -42,14 +42,14 @@ def _write_visdoc(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 {"corpus-id": cid, "image": {"bytes": _png_bytes(img), "path": f"{cid}.png"}}
             )
             facts = [1, 2, 3] if p == 1 else [2]
-            cgt[cid] = _gt(
+            candidate_gt[cid] = _gt(
                 [boxes[k] for k in facts],
                 None,
                 [r["color"], r["shape"], str(r["count"])] if p == 1 else [r["color"], r["shape"]],
                 f"{title}: " + "; ".join(lines),
             )
     targets = [int(i) for i in rng.permutation(n_reports)]
-    queries, qrels, qgt = [], [], {}
+    queries, qrels, query_gt = [], [], {}
     for q in range(cfg.eval_queries):
         i = targets[q % n_reports]
         r = reports[i]
@@ -64,7 +64,7 @@ def _write_visdoc(cfg: SyntheticConfig, root: Path, name: str) -> None:
             {"query-id": qid, "corpus-id": f"report{i:03d}_p1", "score": 2},
             {"query-id": qid, "corpus-id": f"report{i:03d}_p2", "score": 1},
         ]
-        qgt[qid] = _gt(None, None, [r["color"], r["shape"], str(r["count"])], text)
+        query_gt[qid] = _gt(None, None, [r["color"], r["shape"], str(r["count"])], text)
     write_parquet(folder / "corpus" / TABLE, pd.DataFrame(corpus, columns=["corpus-id", "image"]))
     write_parquet(
         folder / "queries" / TABLE, pd.DataFrame(queries, columns=["query-id", "query", "language"])
@@ -72,4 +72,4 @@ def _write_visdoc(cfg: SyntheticConfig, root: Path, name: str) -> None:
     write_parquet(
         folder / "qrels" / TABLE, pd.DataFrame(qrels, columns=["query-id", "corpus-id", "score"])
     )
-    _sidecar(folder, qgt, cgt)
+    _sidecar(folder, query_gt, candidate_gt)
