@@ -236,7 +236,7 @@ def _video_item(ctx: _Ctx, folder: Path, inst: str, text: str = "") -> Item:
 
 def _finish_global(
     name: str,
-    qsrc: dict[str, tuple[Path, int, Item]],
+    query_rows: dict[str, tuple[Path, int, Item]],
     qrels: dict[str, dict[str, float]],
     cands: dict[str, Item],
     task_dir: Path,
@@ -244,7 +244,7 @@ def _finish_global(
 ) -> EvalTask:
     """Queries with at least one relevant candidate; the others are listed in skipped."""
     queries = []
-    for qid, (f, row, item) in qsrc.items():
+    for qid, (f, row, item) in query_rows.items():
         if not qrels.get(qid):
             ctx.skipped.append(
                 {"file": str(f), "row": row, "reason": f"query {qid!r} has no relevant candidate"}

@@ -54,7 +54,7 @@ def _load_mmeb_image(name: str, root: Path, ctx: _Ctx, **_: Any) -> EvalTask:
     if not task_dir.is_dir():
         raise _missing(name, task_dir)
     cols = ("qry_inst", "qry_text", "qry_img_path", "tgt_inst", "tgt_text", "tgt_img_path")
-    queries, cands, qc, qrels = [], {}, {}, {}
+    queries, cands, query_candidates, qrels = [], {}, {}, {}
     for k, (f, i, rec) in enumerate(read_table(task_dir, cols, "MMEB image-task")):
         try:
             q_img = _text(rec, "qry_img_path", required=False)
@@ -99,6 +99,6 @@ def _load_mmeb_image(name: str, root: Path, ctx: _Ctx, **_: Any) -> EvalTask:
         queries.append((qid, q))
         for cid, it in row_items.items():
             cands.setdefault(cid, it)
-        qc[qid] = row_ids
+        query_candidates[qid] = row_ids
         qrels[qid] = {row_ids[0]: 1.0}
-    return EvalTask(name, queries, cands, qc, qrels, source=str(task_dir))
+    return EvalTask(name, queries, cands, query_candidates, qrels, source=str(task_dir))

@@ -153,7 +153,7 @@ def _load_video_qa(
             raise DataError(
                 f"{rows[0][0]}: missing column {need} of the MMEB video QA layout; it has {list(cols)}"
             )
-    queries, cands, qc, qrels = [], {}, {}, {}
+    queries, cands, query_candidates, qrels = [], {}, {}, {}
     for k, (f, i, rec) in enumerate(rows):
         qid = str(k)
         try:
@@ -188,16 +188,16 @@ def _load_video_qa(
         for cid, o in zip(ids, options, strict=True):
             cands[cid] = Item(modality="text", text=o)
         queries.append((qid, q))
-        qc[qid] = ids
+        query_candidates[qid] = ids
         qrels[qid] = {ids[k]: 1.0}
-    return EvalTask(name, queries, cands, qc, qrels, source=str(data))
+    return EvalTask(name, queries, cands, query_candidates, qrels, source=str(data))
 
 
 def _load_video_mret(
     name: str, root: Path, ctx: _Ctx, *, frames_name: str | None = None, **_: Any
 ) -> EvalTask:
     data, frames = _video_dirs(name, root, "mmeb_video_mret", frames_name)
-    queries, cands, qc, qrels = [], {}, {}, {}
+    queries, cands, query_candidates, qrels = [], {}, {}, {}
     rows = read_table(data, ("query", "video_path"), "MMEB moment retrieval")
     for k, (f, i, rec) in enumerate(rows):
         qid = str(k)
@@ -223,6 +223,6 @@ def _load_video_mret(
             continue
         cands.update(row)
         queries.append((qid, q))
-        qc[qid] = list(row)
+        query_candidates[qid] = list(row)
         qrels[qid] = {f"{stem}/{c}": 1.0 for c in pos}
-    return EvalTask(name, queries, cands, qc, qrels, source=str(data))
+    return EvalTask(name, queries, cands, query_candidates, qrels, source=str(data))

@@ -79,10 +79,10 @@ def _load_uvrb(name: str, root: Path, ctx: _Ctx, **_: Any) -> EvalTask:
         except _ItemError as e:
             bad_cands.add(cid)
             ctx.bad(cfile, n, str(e), unit="line")
-    qsrc: dict[str, tuple[Path, int, Item]] = {}
+    query_rows: dict[str, tuple[Path, int, Item]] = {}
     for n, rec in read_jsonl(qfile, ctx, ("id",)):
         try:
-            qsrc[str(rec["id"])] = (qfile, n, _uvrb_query(rec, ds, fdir, ctx))
+            query_rows[str(rec["id"])] = (qfile, n, _uvrb_query(rec, ds, fdir, ctx))
         except _ItemError as e:
             ctx.bad(qfile, n, str(e), unit="line")
     qrels: dict[str, dict[str, float]] = {}
@@ -92,7 +92,7 @@ def _load_uvrb(name: str, root: Path, ctx: _Ctx, **_: Any) -> EvalTask:
             ctx.bad(ifile, n, "pos should be a list of corpus ids", unit="line")
             continue
         qid = str(rec["qid"])
-        if qid not in qsrc:
+        if qid not in query_rows:
             ctx.bad(
                 ifile, n, f"qid {qid!r} is not in {qfile.name} (or its line was bad)", unit="line"
             )
@@ -104,7 +104,7 @@ def _load_uvrb(name: str, root: Path, ctx: _Ctx, **_: Any) -> EvalTask:
         for p in pos:
             if str(p) in cands:
                 qrels.setdefault(qid, {})[str(p)] = 1.0
-    return _finish_global(name, qsrc, qrels, cands, ds, ctx)
+    return _finish_global(name, query_rows, qrels, cands, ds, ctx)
 
 
 def _uvrb_query(rec: dict, ds: Path, fdir: Path, ctx: _Ctx) -> Item:

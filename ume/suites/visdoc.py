@@ -113,13 +113,13 @@ def _load_beir(
             ctx.bad(f, i, str(e))
             continue
         cands[cid] = Item(modality="document", inst=VISDOC_INST[1], image=path)
-    qsrc: dict[str, tuple[Path, int, Item]] = {}
+    query_rows: dict[str, tuple[Path, int, Item]] = {}
     for f, i, rec in read_table(task_dir / "queries", ("query-id", "query"), "BEIR queries"):
         if language is not None and rec.get("language") != language:
             continue
         try:
             text = _text(rec, "query")
-            qsrc[_text(rec, "query-id")] = (
+            query_rows[_text(rec, "query-id")] = (
                 f,
                 i,
                 Item(modality="text", inst=VISDOC_INST[0], text=text),
@@ -138,7 +138,7 @@ def _load_beir(
             continue
         if score <= 0:
             continue
-        if qid not in qsrc:
+        if qid not in query_rows:
             if language is None:  # with a language filter, other languages' qrels are expected
                 ctx.bad(f, i, f"query-id {qid!r} is not in the queries (or its row was bad)")
             continue
@@ -147,4 +147,4 @@ def _load_beir(
                 ctx.bad(f, i, f"corpus-id {cid!r} is not in the corpus")
             continue
         qrels.setdefault(qid, {})[cid] = score
-    return _finish_global(name, qsrc, qrels, cands, task_dir, ctx)
+    return _finish_global(name, query_rows, qrels, cands, task_dir, ctx)
