@@ -15,14 +15,14 @@ from pathlib import Path
 from ume.config import SyntheticConfig
 from ume.items import Item, pair_row, pairs_frame
 from ume.suites.synth.content import (
-    _doc_pages,
-    _doc_reports,
-    _frame_gt,
-    _gt,
-    _obj_gt,
-    _static_for,
+    doc_pages,
+    doc_reports,
+    event_gt,
     fine_scene,
+    ground_truth,
+    object_gt,
     random_event,
+    static_objects,
     task_rng,
 )
 from ume.suites.synth.scenes import (
@@ -89,13 +89,13 @@ def _t_cls(cfg, rng, folder, k, few: bool = False):
         "Represent the given image for classification by its largest object",
         "",
         path,
-        gt=_obj_gt(t, size, desc),
+        gt=object_gt(t, size, desc),
     )
     p = Item(
         "text",
         "Represent the class label:",
         label,
-        gt=_gt(None, None, label.split(), f"the class {label}"),
+        gt=ground_truth(None, None, label.split(), f"the class {label}"),
     )
     return q, p
 
@@ -110,9 +110,9 @@ def _t_vqa(cfg, rng, folder, k):
         "Represent the given image with the following question:",
         question,
         path,
-        gt=_obj_gt(t, size),
+        gt=object_gt(t, size),
     )
-    p = Item("text", "", t.color, gt=_gt(None, None, [t.color], f"the answer {t.color}"))
+    p = Item("text", "", t.color, gt=ground_truth(None, None, [t.color], f"the answer {t.color}"))
     return q, p
 
 
@@ -126,14 +126,14 @@ def _t_ret(cfg, rng, folder, k):
         "text",
         "Find me an everyday image that matches the given caption:",
         desc,
-        gt=_gt(None, None, kw, desc),
+        gt=ground_truth(None, None, kw, desc),
     )
     p = Item(
         "image",
         "Represent the given image.",
         "",
         path,
-        gt=_gt([obj_box(o, size) for o in objs], None, kw, desc),
+        gt=ground_truth([obj_box(o, size) for o in objs], None, kw, desc),
     )
     return q, p
 
@@ -153,7 +153,7 @@ def _t_grounding(cfg, rng, folder, k):
         "Select the portion of the image that isolates the object:",
         f"the {t.label}",
         path,
-        gt=_obj_gt(t, size),
+        gt=object_gt(t, size),
     )
     w, h = crop.size
     p = Item(
@@ -161,29 +161,31 @@ def _t_grounding(cfg, rng, folder, k):
         "Represent the given cropped image of the object.",
         "",
         cpath,
-        gt=_gt([to_rel((0, 0, w - 1, h - 1), w, h)], None, [t.color, t.shape], f"a {t.label}"),
+        gt=ground_truth(
+            [to_rel((0, 0, w - 1, h - 1), w, h)], None, [t.color, t.shape], f"a {t.label}"
+        ),
     )
     return q, p
 
 
 def _t_video(cfg, rng, folder, k, what: str):
     e = random_event(rng, cfg.num_frames, set())
-    static = _static_for(rng, e, cfg.shapes_per_image - 1)
+    static = static_objects(rng, e, cfg.shapes_per_image - 1)
     paths = write_frames(
         video_frames(static, [e], cfg.num_frames), cfg.image_size, folder / f"{k:05d}"
     )
     frames = tuple(str(p) for p in paths)
-    g = _frame_gt(e, cfg.image_size)
+    g = event_gt(e, cfg.image_size)
     cap = e.describe()
     if what == "caption":  # video -> caption
         q = Item("video", "Describe the content of the video.", "", frames=frames, gt=g)
-        p = Item("text", "", cap, gt=_gt(None, None, g["keywords"], cap))
+        p = Item("text", "", cap, gt=ground_truth(None, None, g["keywords"], cap))
     elif what == "ret":  # caption -> video
         q = Item(
             "text",
             "Find a video that contains the following visual content:",
             cap,
-            gt=_gt(None, None, g["keywords"], cap),
+            gt=ground_truth(None, None, g["keywords"], cap),
         )
         p = Item("video", "Understand the content of the provided video.", "", frames=frames, gt=g)
     else:  # qa
@@ -195,13 +197,13 @@ def _t_video(cfg, rng, folder, k, what: str):
         else:
             question, ans = f"What colour is the {o.shape} that appears?", o.color
         q = Item("video", "Answer the question about the video:", question, frames=frames, gt=g)
-        p = Item("text", "", ans, gt=_gt(None, None, [ans], f"the answer {ans}"))
+        p = Item("text", "", ans, gt=ground_truth(None, None, [ans], f"the answer {ans}"))
     return q, p
 
 
 def _t_doc(cfg, rng, folder, k):
-    r = _doc_reports(rng, 1)[0]
-    img, boxes, title, lines = _doc_pages(r, k, cfg.doc_size)[0]
+    r = doc_reports(rng, 1)[0]
+    img, boxes, title, lines = doc_pages(r, k, cfg.doc_size)[0]
     path = str(save_png(img, folder / f"{k:05d}.png"))
     text = f"Which report counts {r['count']} {r['color']} {r['shape']}s?"
     kw = [r["color"], r["shape"], str(r["count"])]
@@ -209,14 +211,14 @@ def _t_doc(cfg, rng, folder, k):
         "text",
         "Find a document image that matches the given query:",
         text,
-        gt=_gt(None, None, kw, text),
+        gt=ground_truth(None, None, kw, text),
     )
     p = Item(
         "document",
         "Understand the content of the provided document image.",
         "",
         path,
-        gt=_gt([boxes[1], boxes[2], boxes[3]], None, kw, f"{title}: " + "; ".join(lines)),
+        gt=ground_truth([boxes[1], boxes[2], boxes[3]], None, kw, f"{title}: " + "; ".join(lines)),
     )
     return q, p
 

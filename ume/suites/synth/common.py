@@ -12,5 +12,5 @@ from ume.suites.base import GT_SIDECAR
 TABLE = "test-00000-of-00001.parquet"
 
 
-def _sidecar(folder: Path, queries: dict[str, Any], candidates: dict[str, Any]) -> None:
+def write_sidecar(folder: Path, queries: dict[str, Any], candidates: dict[str, Any]) -> None:
     write_json(folder / GT_SIDECAR, {"queries": queries, "candidates": candidates})

@@ -12,13 +12,13 @@ from ume.config import SyntheticConfig
 from ume.io import write_parquet
 from ume.suites.base import task_dir
 from ume.suites.mmeb_image import candidate_id
-from ume.suites.synth.common import TABLE, _sidecar
+from ume.suites.synth.common import TABLE, write_sidecar
 from ume.suites.synth.content import (
     COLOR_NAMES,
-    _gt,
-    _obj_gt,
-    _pick,
+    choose,
     fine_scene,
+    ground_truth,
+    object_gt,
     random_scene,
     task_rng,
 )
@@ -34,11 +34,11 @@ from ume.suites.synth.scenes import (
 
 
 def _recolor(o: Obj, rng: np.random.Generator) -> Obj:
-    return replace(o, color=_pick(rng, COLOR_NAMES, (o.color,)))
+    return replace(o, color=choose(rng, COLOR_NAMES, (o.color,)))
 
 
 def _move(o: Obj, rng: np.random.Generator, taken: set[int]) -> Obj:
-    return replace(o, cell=_pick(rng, range(9), taken | {o.cell}))
+    return replace(o, cell=choose(rng, range(9), taken | {o.cell}))
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -61,7 +61,7 @@ def _image_table(
         columns=["qry_inst", "qry_text", "qry_img_path", "tgt_inst", "tgt_text", "tgt_img_path"],
     )
     write_parquet(folder / TABLE, df)
-    _sidecar(folder, query_gt, candidate_gt)
+    write_sidecar(folder, query_gt, candidate_gt)
 
 
 def _write_cls(cfg: SyntheticConfig, root: Path, name: str) -> None:
@@ -69,11 +69,11 @@ def _write_cls(cfg: SyntheticConfig, root: Path, name: str) -> None:
     img_root = root / "mmeb" / "image-tasks"
     rows, query_gt, candidate_gt = [], {}, {}
     for q in range(cfg.eval_queries):
-        big = Obj(_pick(rng, SHAPES), _pick(rng, COLOR_NAMES), 4, scale=1.3)
+        big = Obj(choose(rng, SHAPES), choose(rng, COLOR_NAMES), 4, scale=1.3)
         corners = [int(c) for c in rng.permutation([0, 2, 6, 8])]
-        clutter = [Obj(big.shape, _pick(rng, COLOR_NAMES, (big.color,)), corners[0], 0.5)]
+        clutter = [Obj(big.shape, choose(rng, COLOR_NAMES, (big.color,)), corners[0], 0.5)]
         clutter += [
-            Obj(_pick(rng, SHAPES), _pick(rng, COLOR_NAMES), c, 0.5)
+            Obj(choose(rng, SHAPES), choose(rng, COLOR_NAMES), c, 0.5)
             for c in corners[1 : max(1, cfg.shapes_per_image - 1)]
         ]
         path = save_png(render_scene([big, *clutter], size), img_root / name / f"q{q:04d}.png")
@@ -94,10 +94,12 @@ def _write_cls(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 "tgt_img_path": [""] * len(labels),
             }
         )
-        query_gt[str(q)] = _obj_gt(big, size, f"the largest object is {big.describe()}")
+        query_gt[str(q)] = object_gt(big, size, f"the largest object is {big.describe()}")
         for lab in labels:
             c, s = lab.split()
-            candidate_gt[candidate_id("", lab)] = _gt(None, None, [c, s], f"the class {lab}")
+            candidate_gt[candidate_id("", lab)] = ground_truth(
+                None, None, [c, s], f"the class {lab}"
+            )
     _image_table(cfg, root, name, rows, query_gt, candidate_gt)
 
 
@@ -128,9 +130,9 @@ def _write_vqa(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 "tgt_img_path": [""] * len(answers),
             }
         )
-        query_gt[str(q)] = _obj_gt(t, size, f"{question} The answer is {answer}: {t.describe()}")
+        query_gt[str(q)] = object_gt(t, size, f"{question} The answer is {answer}: {t.describe()}")
         for a in answers:
-            candidate_gt[candidate_id("", a)] = _gt(None, None, [a], f"the answer {a}")
+            candidate_gt[candidate_id("", a)] = ground_truth(None, None, [a], f"the answer {a}")
     _image_table(cfg, root, name, rows, query_gt, candidate_gt)
 
 
@@ -172,7 +174,9 @@ def _write_ret(cfg: SyntheticConfig, root: Path, name: str, t2i: bool) -> None:
         scenes = [objs, *_scene_variants(rng, objs, t, cfg.eval_candidates - 1)]
         descs = [describe_scene(s) for s in scenes]
         gts = [
-            _gt([obj_box(o, size) for o in s], None, [w for o in s for w in (o.color, o.shape)], d)
+            ground_truth(
+                [obj_box(o, size) for o in s], None, [w for o in s for w in (o.color, o.shape)], d
+            )
             for s, d in zip(scenes, descs, strict=True)
         ]
         if t2i:
@@ -192,7 +196,7 @@ def _write_ret(cfg: SyntheticConfig, root: Path, name: str, t2i: bool) -> None:
                     "tgt_img_path": paths,
                 }
             )
-            query_gt[str(q)] = _gt(None, None, gts[0]["keywords"], descs[0])
+            query_gt[str(q)] = ground_truth(None, None, gts[0]["keywords"], descs[0])
             for p, g in zip(paths, gts, strict=True):
                 candidate_gt[candidate_id(p, "")] = g
         else:
@@ -209,7 +213,7 @@ def _write_ret(cfg: SyntheticConfig, root: Path, name: str, t2i: bool) -> None:
             )
             query_gt[str(q)] = gts[0]
             for d, g in zip(descs, gts, strict=True):
-                candidate_gt[candidate_id("", d)] = _gt(None, None, g["keywords"], d)
+                candidate_gt[candidate_id("", d)] = ground_truth(None, None, g["keywords"], d)
     _image_table(cfg, root, name, rows, query_gt, candidate_gt)
 
 
@@ -244,13 +248,13 @@ def _write_grounding(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 "tgt_img_path": [rel] * len(texts),
             }
         )
-        query_gt[str(q)] = _obj_gt(t, size, f"the {t.label} is at the {t.where}")
+        query_gt[str(q)] = object_gt(t, size, f"the {t.label} is at the {t.where}")
         for c, txt in zip(chosen, texts, strict=True):
             o = by_cell.get(c)
             candidate_gt[candidate_id(rel, txt)] = (
-                _obj_gt(o, size)
+                object_gt(o, size)
                 if o
-                else _gt(
+                else ground_truth(
                     [_cell_box(c, size)], None, [CELLS[c]], f"an empty region at the {CELLS[c]}"
                 )
             )

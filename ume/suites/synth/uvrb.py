@@ -8,14 +8,14 @@ from pathlib import Path
 
 from ume.config import SyntheticConfig
 from ume.suites.base import task_dir
-from ume.suites.synth.common import _sidecar
+from ume.suites.synth.common import write_sidecar
 from ume.suites.synth.content import (
-    _event_cells,
-    _event_family,
-    _frame_gt,
-    _gt,
-    _static_for,
+    event_cells,
+    event_family,
+    event_gt,
+    ground_truth,
     random_event,
+    static_objects,
     task_rng,
 )
 from ume.suites.synth.scenes import (
@@ -42,7 +42,7 @@ def _uvrb_write(
     write_jsonl(folder / "jsonl" / "corpus.jsonl", corpus)
     write_jsonl(folder / "jsonl" / "queries.jsonl", queries)
     write_jsonl(folder / "jsonl" / "instances.jsonl", instances)
-    _sidecar(folder, query_gt, candidate_gt)
+    write_sidecar(folder, query_gt, candidate_gt)
 
 
 def _when(e: Event, num_frames: int) -> str:
@@ -65,9 +65,9 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
         vid = f"v{len(videos):04d}"
         write_frames(video_frames(static, events, n_frames), size, fdir / vid)
         corpus.append({"id": vid, "video": f"{vid}.mp4"})
-        g = _frame_gt(events[0], size)
+        g = event_gt(events[0], size)
         for e in events[1:]:
-            g2 = _frame_gt(e, size)
+            g2 = event_gt(e, size)
             g = g | {
                 "boxes": g["boxes"] + g2["boxes"],
                 "key_frames": g["key_frames"] + g2["key_frames"],
@@ -89,15 +89,15 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
         # coarse captions ("a circle appears"): every video of that shape and event matches.
         while len(videos) < cfg.eval_corpus:
             e = random_event(rng, nf, set())
-            add_video([e], _static_for(rng, e, cfg.shapes_per_image - 1, twin=False), nf)
+            add_video([e], static_objects(rng, e, cfg.shapes_per_image - 1, twin=False), nf)
         groups: dict[str, list[str]] = {}
         for vid, evs, _, _ in videos:
             groups.setdefault(f"a {evs[0].obj.shape} {evs[0].kind}", []).append(vid)
         for cap in sorted(groups)[: cfg.eval_queries]:
-            add_query({"text": cap}, groups[cap], _gt(None, None, cap.split()[1:], cap))
+            add_query({"text": cap}, groups[cap], ground_truth(None, None, cap.split()[1:], cap))
     elif kind in ("S", "CMP", "VIS"):
         while len(videos) < cfg.eval_corpus:
-            for e, static in _event_family(rng, cfg, min(4, cfg.eval_corpus - len(videos))):
+            for e, static in event_family(rng, cfg, min(4, cfg.eval_corpus - len(videos))):
                 add_video([e], static, nf)
         picks = [int(i) for i in rng.permutation(len(videos))][: cfg.eval_queries]
         for n, i in enumerate(picks):
@@ -106,7 +106,7 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 add_query(
                     {"text": e.describe()},
                     [vid],
-                    _gt(None, None, candidate_gt[vid]["keywords"], e.describe()),
+                    ground_truth(None, None, candidate_gt[vid]["keywords"], e.describe()),
                 )
             elif kind == "CMP":
                 # image of the static scene (+ the event's object before the event) + text
@@ -118,7 +118,9 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 add_query(
                     {"text": text, "image": img},
                     [vid],
-                    _gt([obj_box(e.active_obj(), size)], None, candidate_gt[vid]["keywords"], text),
+                    ground_truth(
+                        [obj_box(e.active_obj(), size)], None, candidate_gt[vid]["keywords"], text
+                    ),
                 )
             else:  # VIS: a key frame as an image, or the key frames as a clip
                 active = video_frames(static, [e], nf)[e.start - 1]
@@ -128,7 +130,7 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
                     add_query(
                         {"image": img},
                         [vid],
-                        _gt([obj_box(e.active_obj(), size)], None, [], e.describe()),
+                        ground_truth([obj_box(e.active_obj(), size)], None, [], e.describe()),
                     )
                 else:
                     clip = f"q{n:04d}"
@@ -137,7 +139,7 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
                     add_query(
                         {"video": f"{clip}.mp4"},
                         [vid],
-                        _gt(
+                        ground_truth(
                             [obj_box(e.active_obj(), size)],
                             list(range(1, len(fr) + 1)),
                             [],
@@ -148,7 +150,7 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
         # the same event at different times: the caption says when.
         while len(videos) < cfg.eval_corpus:
             e = random_event(rng, nf, set())
-            static = _static_for(rng, e, cfg.shapes_per_image - 1)
+            static = static_objects(rng, e, cfg.shapes_per_image - 1)
             L = e.end - e.start + 1
             starts = sorted({1, max(1, (nf - L) // 2 + 1), nf - L + 1})
             for s in starts[: cfg.eval_corpus - len(videos)]:
@@ -162,16 +164,18 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 for v, (e2,), _, _ in videos
                 if f"{e2.describe()} {_when(e2, nf)} of the video" == text
             ]
-            add_query({"text": text}, same, _gt(None, None, candidate_gt[vid]["keywords"], text))
+            add_query(
+                {"text": text}, same, ground_truth(None, None, candidate_gt[vid]["keywords"], text)
+            )
     elif kind == "LC":
         # long videos (2x frames) with two events; the order distinguishes pairs.
         n2 = 2 * nf
         while len(videos) < cfg.eval_corpus:
             e1 = random_event(rng, nf, set())
-            e2 = random_event(rng, nf, _event_cells(e1))
+            e2 = random_event(rng, nf, event_cells(e1))
             e2 = replace(e2, start=e2.start + nf, end=e2.end + nf)
-            static = _static_for(rng, e1, cfg.shapes_per_image - 2, twin=True)
-            static = [o for o in static if o.cell not in _event_cells(e2)]
+            static = static_objects(rng, e1, cfg.shapes_per_image - 2, twin=True)
+            static = [o for o in static if o.cell not in event_cells(e2)]
             add_video([e1, e2], static, n2)
             if len(videos) < cfg.eval_corpus:  # the same two events in the other order
                 f1 = replace(e2, start=e1.start, end=e1.end)
@@ -181,7 +185,9 @@ def _write_uvrb(cfg: SyntheticConfig, root: Path, name: str) -> None:
         for i in picks:
             vid, evs, _, _ = videos[i]
             text = f"first {evs[0].describe()}, then {evs[1].describe()}"
-            add_query({"text": text}, [vid], _gt(None, None, candidate_gt[vid]["keywords"], text))
+            add_query(
+                {"text": text}, [vid], ground_truth(None, None, candidate_gt[vid]["keywords"], text)
+            )
     else:  # pragma: no cover - SYNTH_TASKS is closed
         raise ValueError(name)
     _uvrb_write(folder, corpus, queries, instances, query_gt, candidate_gt)

@@ -11,16 +11,16 @@ import numpy as np
 from ume.config import SyntheticConfig
 from ume.io import write_json, write_parquet
 from ume.suites.base import task_dir
-from ume.suites.synth.common import TABLE, _sidecar
+from ume.suites.synth.common import TABLE, write_sidecar
 from ume.suites.synth.content import (
     COLOR_NAMES,
-    _event_cells,
-    _event_family,
-    _frame_gt,
-    _gt,
-    _pick,
-    _static_for,
+    choose,
+    event_cells,
+    event_family,
+    event_gt,
+    ground_truth,
     random_event,
+    static_objects,
     task_rng,
 )
 from ume.suites.synth.scenes import (
@@ -44,7 +44,7 @@ def _video_paths(root: Path, layout: str, name: str) -> tuple[Path, Path]:
 
 def _event_video(rng, cfg: SyntheticConfig, folder: Path, *, kind=None) -> Event:
     e = random_event(rng, cfg.num_frames, set(), kind=kind)
-    static = _static_for(rng, e, cfg.shapes_per_image - 1)
+    static = static_objects(rng, e, cfg.shapes_per_image - 1)
     write_frames(video_frames(static, [e], cfg.num_frames), cfg.image_size, folder)
     return e
 
@@ -60,11 +60,13 @@ def _write_video_cls(cfg: SyntheticConfig, root: Path, name: str) -> None:
         vid = f"v{q:04d}"
         e = _event_video(rng, cfg, frames / vid)
         rows.append({"video_id": vid, "pos_text": e.class_label})
-        query_gt[str(q)] = _frame_gt(e, cfg.image_size)
+        query_gt[str(q)] = event_gt(e, cfg.image_size)
     write_parquet(data / TABLE, pd.DataFrame(rows, columns=["video_id", "pos_text"]))
     write_json(data / "labels.json", labels)
-    candidate_gt = {lab: _gt(None, None, lab.split(), f"a video of a {lab}") for lab in labels}
-    _sidecar(data, query_gt, candidate_gt)
+    candidate_gt = {
+        lab: ground_truth(None, None, lab.split(), f"a video of a {lab}") for lab in labels
+    }
+    write_sidecar(data, query_gt, candidate_gt)
 
 
 def _write_video_qa(cfg: SyntheticConfig, root: Path, name: str) -> None:
@@ -105,14 +107,14 @@ def _write_video_qa(cfg: SyntheticConfig, root: Path, name: str) -> None:
                 "answer": chr(65 + k),
             }
         )
-        query_gt[str(q)] = _frame_gt(e, cfg.image_size) | {
+        query_gt[str(q)] = event_gt(e, cfg.image_size) | {
             "description": f"{question} {e.describe()}"
         }
         for j, a in enumerate(opts):
-            candidate_gt[f"{q}:{j}"] = _gt(None, None, [a], f"the answer {a}")
+            candidate_gt[f"{q}:{j}"] = ground_truth(None, None, [a], f"the answer {a}")
     df = pd.DataFrame(rows, columns=["video_id", "question", "options", "answer"])
     write_parquet(data / TABLE, df)
-    _sidecar(data, query_gt, candidate_gt)
+    write_sidecar(data, query_gt, candidate_gt)
 
 
 def _write_video_ret(cfg: SyntheticConfig, root: Path, name: str) -> None:
@@ -122,15 +124,17 @@ def _write_video_ret(cfg: SyntheticConfig, root: Path, name: str) -> None:
     data, frames = _video_paths(root, "mmeb_video_ret", name)
     rows, query_gt, candidate_gt = [], {}, {}
     while len(rows) < cfg.eval_queries:
-        fam = _event_family(rng, cfg, min(4, cfg.eval_queries - len(rows)))
+        fam = event_family(rng, cfg, min(4, cfg.eval_queries - len(rows)))
         for e, static in fam:
             vid = f"video{len(rows):04d}"
             write_frames(video_frames(static, [e], cfg.num_frames), cfg.image_size, frames / vid)
-            query_gt[str(len(rows))] = _gt(None, None, _frame_gt(e, 1)["keywords"], e.describe())
-            candidate_gt[vid] = _frame_gt(e, cfg.image_size)
+            query_gt[str(len(rows))] = ground_truth(
+                None, None, event_gt(e, 1)["keywords"], e.describe()
+            )
+            candidate_gt[vid] = event_gt(e, cfg.image_size)
             rows.append({"video_id": vid, "video": f"video/{vid}.mp4", "caption": e.describe()})
     write_parquet(data / TABLE, pd.DataFrame(rows, columns=["video_id", "video", "caption"]))
-    _sidecar(data, query_gt, candidate_gt)
+    write_sidecar(data, query_gt, candidate_gt)
 
 
 def _write_video_mret(cfg: SyntheticConfig, root: Path, name: str) -> None:
@@ -145,8 +149,8 @@ def _write_video_mret(cfg: SyntheticConfig, root: Path, name: str) -> None:
     for q in range(cfg.eval_queries):
         stem = f"video{q:04d}"
         e = random_event(rng, nf, set())
-        static = _static_for(rng, e, cfg.shapes_per_image - 1, twin=False)
-        taken = {o.cell for o in static} | _event_cells(e)
+        static = static_objects(rng, e, cfg.shapes_per_image - 1, twin=False)
+        taken = {o.cell for o in static} | event_cells(e)
         pos_at = int(rng.integers(n_clips))
         clips: list[tuple[str, list[list[Obj]], Event | None]] = []
         n_neg = 0
@@ -157,10 +161,10 @@ def _write_video_mret(cfg: SyntheticConfig, root: Path, name: str) -> None:
             o = e.obj
             if (c + q) % 2 == 0:
                 d = replace(
-                    e, obj=replace(o, color=_pick(rng, COLOR_NAMES, (o.color, e.new_color)))
+                    e, obj=replace(o, color=choose(rng, COLOR_NAMES, (o.color, e.new_color)))
                 )
             elif len(taken) < 9:
-                d = replace(e, obj=replace(o, cell=_pick(rng, range(9), taken)))
+                d = replace(e, obj=replace(o, cell=choose(rng, range(9), taken)))
             else:
                 d = replace(e, start=1 + (e.start % nf), end=1 + (e.start % nf))
             clips.append((f"negative_{n_neg}", video_frames(static, [d], nf), d))
@@ -170,15 +174,17 @@ def _write_video_mret(cfg: SyntheticConfig, root: Path, name: str) -> None:
         write_frames([full[i] for i in pick], size, frames / stem / "query")
         for clip, fr, ev in clips:
             write_frames(fr, size, frames / stem / clip)
-            candidate_gt[f"{stem}/{clip}"] = _frame_gt(ev, size) if ev else _gt([], [], [], "")
+            candidate_gt[f"{stem}/{clip}"] = (
+                event_gt(ev, size) if ev else ground_truth([], [], [], "")
+            )
         lo = pos_at * nf + e.start - 1
         hi = pos_at * nf + e.end - 1
         qkf = [k + 1 for k, i in enumerate(pick) if lo <= i <= hi]
-        g = _frame_gt(e, size)
+        g = event_gt(e, size)
         query_gt[str(q)] = g | {
             "key_frames": qkf,
             "description": f"the moment where {e.describe()}",
         }
         rows.append({"query": e.describe(), "video_path": f"videos/{stem}.mp4"})
     write_parquet(data / TABLE, pd.DataFrame(rows, columns=["query", "video_path"]))
-    _sidecar(data, query_gt, candidate_gt)
+    write_sidecar(data, query_gt, candidate_gt)

@@ -8,11 +8,11 @@ from pathlib import Path
 from ume.config import SyntheticConfig
 from ume.io import write_parquet
 from ume.suites.base import task_dir
-from ume.suites.synth.common import TABLE, _sidecar
+from ume.suites.synth.common import TABLE, write_sidecar
 from ume.suites.synth.content import (
-    _doc_pages,
-    _doc_reports,
-    _gt,
+    doc_pages,
+    doc_reports,
+    ground_truth,
     task_rng,
 )
 
@@ -33,16 +33,16 @@ def _write_visdoc(cfg: SyntheticConfig, root: Path, name: str) -> None:
     rng, size = task_rng(cfg, name), cfg.doc_size
     folder = task_dir("beir", name, root)
     n_reports = max(1, cfg.eval_corpus // 2)
-    reports = _doc_reports(rng, n_reports)
+    reports = doc_reports(rng, n_reports)
     corpus, candidate_gt = [], {}
     for i, r in enumerate(reports):
-        for p, (img, boxes, title, lines) in enumerate(_doc_pages(r, i, size), start=1):
+        for p, (img, boxes, title, lines) in enumerate(doc_pages(r, i, size), start=1):
             cid = f"report{i:03d}_p{p}"
             corpus.append(
                 {"corpus-id": cid, "image": {"bytes": _png_bytes(img), "path": f"{cid}.png"}}
             )
             facts = [1, 2, 3] if p == 1 else [2]
-            candidate_gt[cid] = _gt(
+            candidate_gt[cid] = ground_truth(
                 [boxes[k] for k in facts],
                 None,
                 [r["color"], r["shape"], str(r["count"])] if p == 1 else [r["color"], r["shape"]],
@@ -64,7 +64,7 @@ def _write_visdoc(cfg: SyntheticConfig, root: Path, name: str) -> None:
             {"query-id": qid, "corpus-id": f"report{i:03d}_p1", "score": 2},
             {"query-id": qid, "corpus-id": f"report{i:03d}_p2", "score": 1},
         ]
-        query_gt[qid] = _gt(None, None, [r["color"], r["shape"], str(r["count"])], text)
+        query_gt[qid] = ground_truth(None, None, [r["color"], r["shape"], str(r["count"])], text)
     write_parquet(folder / "corpus" / TABLE, pd.DataFrame(corpus, columns=["corpus-id", "image"]))
     write_parquet(
         folder / "queries" / TABLE, pd.DataFrame(queries, columns=["query-id", "query", "language"])
@@ -72,4 +72,4 @@ def _write_visdoc(cfg: SyntheticConfig, root: Path, name: str) -> None:
     write_parquet(
         folder / "qrels" / TABLE, pd.DataFrame(qrels, columns=["query-id", "corpus-id", "score"])
     )
-    _sidecar(folder, query_gt, candidate_gt)
+    write_sidecar(folder, query_gt, candidate_gt)
