@@ -6,7 +6,7 @@
 #   snakemake --configfile config/paper.yaml ...  # paper scale
 import os
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from ume.config import config_from_dict
 from ume.errors import ConfigError
@@ -17,11 +17,10 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 
-try:  # typed check first: its messages name the key and the allowed values
+try:  # the one validation (ume/config.py): each message names the key and how to fix it
     CFG = config_from_dict(config)
 except ConfigError as e:
-    raise WorkflowError(f"invalid config: {e}") from None
-validate(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.json"))
+    raise WorkflowError(f"invalid config:\n{e}") from None
 
 
 include: "workflow/rules/common.smk"

@@ -21,7 +21,6 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
@@ -53,8 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="ablation-") as tmp:
         root = Path(tmp)
         write_parquet(root / "contrastive.parquet", annotated_synthetic_pairs(cfg, root / "media"))
-        held = replace(
-            cfg.data.synthetic, seed=a.heldout_seed, train_pairs_per_dataset=a.heldout_per_dataset
+        held = cfg.data.synthetic.model_copy(
+            update={"seed": a.heldout_seed, "train_pairs_per_dataset": a.heldout_per_dataset}
         )
         heldout = annotated_synthetic_pairs(cfg, root / "heldout", held)
         build_base_models(cfg, root / "models", ("embedder",))

@@ -77,7 +77,6 @@ class PeakMemory:
 # --------------------------------------------------------------------------- data
 def make_inputs(media: Path, pairs: int, seed: int):
     """``pairs`` synthetic training pairs (every modality) with oracle T-CoTs, built."""
-    from dataclasses import replace
 
     from ume.annotate.backends import OracleAnnotator
     from ume.config import OracleConfig, SyntheticConfig
@@ -86,9 +85,7 @@ def make_inputs(media: Path, pairs: int, seed: int):
     from ume.items import Item
 
     per = -(-pairs // len(TRAIN_DATASETS))
-    df = write_training_pairs(
-        replace(SyntheticConfig(), seed=seed, train_pairs_per_dataset=per), media
-    )
+    df = write_training_pairs(SyntheticConfig(seed=seed, train_pairs_per_dataset=per), media)
     df = df.sample(n=pairs, random_state=seed).reset_index(drop=True)
     recs = df.to_dict("records")
     ann = OracleAnnotator(OracleConfig(seed=seed))

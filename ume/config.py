@@ -1,257 +1,556 @@
-"""Typed configuration: one dataclass per section, loaded from YAML and checked.
+"""Typed configuration: one pydantic model per section, loaded from YAML and checked once.
 
-The dataclasses are the single source of truth: the JSON schema that the Snakefile validates
-against (``workflow/schemas/config.schema.json``) is generated from them by
-``python -m ume schema`` (a test checks the committed file is current). Every field carries a
-description in ``metadata["doc"]``; ``Literal`` types list the allowed values.
+The models are the single source of every default: their defaults ARE the embedded default
+(tiny models, synthetic data; ``config/config.yaml`` only names the run). ``config/paper.yaml``
+and ``config/ablations/*.yaml`` are overlays holding what differs. Each field states its
+description, its range (``ge``/``gt``/``le``/``lt``) and, where the miniature differs, the
+paper's value; checks that involve several keys sit in the section's ``_cross_checks`` and
+its ``requires`` (keys a choice makes necessary). The JSON schema in
+``workflow/schemas/config.schema.json`` is generated from the models (``python -m ume schema``)
+for editors and readers; validation is this module's alone.
+
+Every problem becomes one line of a :class:`~ume.errors.ConfigError`:
+``<dotted.key>: <what is wrong>, got <value>; <how to fix>``.
 
 >>> cfg = load_config("config/config.yaml")  # doctest: +SKIP
 >>> cfg.data.synthetic.image_size            # doctest: +SKIP
 64
 """
 
-from __future__ import annotations
-
-import dataclasses
+import difflib
+import functools
 import json
 import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
+import annotated_types
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ume.errors import ConfigError
-from ume.models.offline import looks_like_hub_id
+from ume.offline import looks_like_hub_id
+
+# --------------------------------------------------------------------------- machinery
 
 
-def _f(default: Any, doc: str, **kw: Any) -> Any:
-    if isinstance(default, list | dict) or dataclasses.is_dataclass(default):
-        return field(default_factory=lambda d=default: _copy(d), metadata={"doc": doc}, **kw)
-    return field(default=default, metadata={"doc": doc}, **kw)
+class Problems(ValueError):
+    """Problems found by a section's checks: (key relative to the section, message).
+
+    A message may hold ``{at}``, replaced by the section's dotted key and a dot, so that it can
+    name a sibling key in full (``{at}backend`` -> ``annotate.backend``).
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{k}: {m}" for k, m in problems))
+        self.problems = problems
 
 
-def _copy(d: Any) -> Any:
-    import copy
+@dataclass(frozen=True)
+class Requirement:
+    """``key`` (dotted, relative to the section) must be set (not null, not empty) when every
+    key of ``when`` holds its value; ``fix`` says how to set it."""
 
-    return copy.deepcopy(d)
+    when: dict[str, Any]
+    key: str
+    fix: str
+
+    def problems(self, section: BaseModel) -> Iterator[tuple[str, str]]:
+        if all(_get(section, k) == v for k, v in self.when.items()):
+            value = _get(section, self.key)
+            if value is None or value == "" or value == {} or value == []:
+                cond = " and ".join(f"{{at}}{k} is {_yaml(v)}" for k, v in self.when.items())
+                yield self.key, f"required when {cond}, got {_yaml(value)}; {self.fix}"
+
+    def json_schema(self) -> dict[str, Any]:
+        """The requirement as JSON-schema ``if``/``then`` (editors flag a missing key)."""
+        conds = [_nested(k, {"const": v}) for k, v in self.when.items()]
+        return {
+            "if": conds[0] if len(conds) == 1 else {"allOf": conds},
+            "then": _nested(self.key, {"not": {"enum": [None, "", {}, []]}}),
+        }
+
+
+def _get(obj: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _nested(dotted: str, leaf: dict[str, Any]) -> dict[str, Any]:
+    for part in reversed(dotted.split(".")):
+        leaf = {"properties": {part: leaf}, "required": [part]}
+    return leaf
+
+
+def _yaml(v: Any) -> str:
+    """A value as the user writes it in YAML (true / null / 'server')."""
+    if v is True or v is False or v is None:
+        return {True: "true", False: "false", None: "null"}[v]
+    return repr(v)
+
+
+def _diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The leaves of ``a`` that differ from ``b``."""
+    out = {}
+    for k, v in a.items():
+        if isinstance(v, dict) and isinstance(b.get(k), dict) and v and b[k]:
+            sub = _diff(v, b[k])
+            if sub:
+                out[k] = sub
+        elif v != b.get(k):
+            out[k] = v
+    return out
+
+
+def _section_schema(schema: dict[str, Any], cls: type) -> None:
+    reqs = getattr(cls, "requires", ())
+    if reqs:
+        schema["allOf"] = [r.json_schema() for r in reqs]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys refused, no silent type coercion (an int is accepted
+    where a float is asked: YAML writes 1.0 as 1 often enough)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_section_schema)
+
+    #: keys a choice makes necessary (checked after the fields, listed in the JSON schema)
+    requires: ClassVar[tuple[Requirement, ...]] = ()
+
+    def __init__(self, **data: Any) -> None:
+        # direct construction (tests, benchmarks, defaults) reports like load_config does
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise ConfigError(describe(e, type(self), _home(type(self)))) from None
+
+    # Nested sections validate through pydantic-core, not through __init__: their errors keep
+    # their full dotted key and are all reported together.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _location_defaults(cls, data: Any) -> Any:
+        """A sub-section whose defaults differ where it sits (``sft.lora.enabled: false``) keeps
+        them when the user gives only some of its keys."""
+        if isinstance(data, dict):
+            for name, over in _location_overrides(cls).items():
+                if isinstance(data.get(name), dict):
+                    data = {**data, name: deep_merge(over, data[name])}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self):
+        problems = list(self._cross_checks())
+        for r in self.requires:
+            problems.extend(r.problems(self))
+        if problems:
+            raise Problems(problems)
+        return self
+
+    def _cross_checks(self) -> Iterator[tuple[str, str]]:
+        """(key, message) for every check that involves several keys of the section."""
+        return iter(())
+
+
+@functools.cache
+def _location_overrides(cls: type[Section]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, info in cls.model_fields.items():
+        sub = info.annotation
+        if info.default_factory is not None and isinstance(sub, type) and issubclass(sub, Section):
+            diff = _diff(info.default_factory().model_dump(), sub().model_dump())
+            if diff:
+                out[name] = diff
+    return out
+
+
+def section(cls: type[Section], doc: str, **here: Any) -> Any:
+    """A sub-section field; ``here``: its defaults at this place where they differ from the
+    class's (they survive a user giving only some keys, see ``_location_defaults``)."""
+    if not here:
+        return Field(default_factory=cls, description=doc)
+    default = cls(**here).model_dump(mode="json")
+    return Field(
+        default_factory=functools.partial(cls, **here),
+        description=f"{doc}; defaults here: {', '.join(f'{k}: {_yaml(v)}' for k, v in here.items())}",
+        json_schema_extra={"default": default},
+    )
 
 
 # --------------------------------------------------------------------------- models
-@dataclass
-class TinyModelConfig:
-    hidden_size: int = _f(64, "text hidden size of the tiny model (vision out size matches)")
-    num_layers: int = _f(2, "decoder layers of the tiny language model")
-    num_heads: int = _f(4, "attention heads (head_dim = hidden_size / num_heads)")
-    num_kv_heads: int = _f(2, "key/value heads (grouped-query attention)")
-    intermediate_size: int = _f(128, "MLP width of the tiny language model")
-    vision_depth: int = _f(2, "vision transformer blocks of the tiny model")
-    vocab_size: int = _f(1024, "byte-level BPE vocabulary trained locally (before special tokens)")
-    seed: int = _f(0, "seed of the random initialisation (same seed -> same weights)")
+class TinyModelConfig(Section):
+    hidden_size: int = Field(64, ge=8, description="text hidden size (vision out size matches)")
+    num_layers: int = Field(2, ge=1, description="decoder layers of the tiny language model")
+    num_heads: int = Field(4, ge=1, description="attention heads (head_dim = hidden_size / heads)")
+    num_kv_heads: int = Field(2, ge=1, description="key/value heads (grouped-query attention)")
+    intermediate_size: int = Field(128, ge=1, description="MLP width of the tiny language model")
+    vision_depth: int = Field(2, ge=1, description="vision transformer blocks of the tiny model")
+    vocab_size: int = Field(
+        1024,
+        ge=300,
+        description="byte-level BPE vocabulary trained locally, before the special tokens "
+        "(the byte alphabet alone has 256 symbols)",
+    )
+    seed: int = Field(0, ge=0, description="seed of the random init (same seed -> same weights)")
+
+    def _cross_checks(self):
+        if self.hidden_size % self.num_heads:
+            yield (
+                "num_heads",
+                f"{self.num_heads} does not divide hidden_size ({self.hidden_size}); choose "
+                "num_heads so that hidden_size / num_heads is an even number, 8 or more",
+            )
+        elif (self.hidden_size // self.num_heads) % 2 or self.hidden_size // self.num_heads < 8:
+            yield (
+                "num_heads",
+                f"head_dim = hidden_size / num_heads = {self.hidden_size // self.num_heads} must "
+                "be even and at least 8 (M-RoPE splits head_dim/2 into 3 sections); use fewer "
+                "heads or a larger hidden_size",
+            )
+        if self.num_heads % self.num_kv_heads:
+            yield (
+                "num_kv_heads",
+                f"{self.num_kv_heads} does not divide num_heads ({self.num_heads}); "
+                "use a divisor of num_heads",
+            )
 
 
-@dataclass
-class BackboneConfig:
-    source: Literal["tiny", "path"] = _f(
-        "tiny", "'tiny': build a random-initialised model locally; 'path': load from `path`"
+class BackboneConfig(Section):
+    source: Literal["tiny", "path"] = Field(
+        "tiny", description="'tiny': build a random-initialised model locally; 'path': load `path`"
     )
-    family: Literal["qwen3_vl", "qwen2_vl"] = _f(
-        "qwen3_vl", "architecture class (transformers Qwen3-VL or Qwen2-VL)"
+    family: Literal["qwen3_vl", "qwen2_vl"] = Field(
+        "qwen3_vl", description="architecture class (transformers Qwen3-VL or Qwen2-VL)"
     )
-    path: str | None = _f(None, "local folder of a real backbone (source: path); never a hub id")
-    dtype: Literal["float32", "bfloat16", "float16"] = _f(
-        "float32", "weights dtype: float32 on CPU, bfloat16 on GPU"
+    path: str | None = Field(
+        None, description="local folder of a real backbone (source: path); never a hub id"
     )
-    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = _f(
-        "sdpa", "attention kernel: sdpa on CPU, flash_attention_2 on GPU when installed"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="weights dtype (paper: bfloat16 on GPU)"
+    )
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = Field(
+        "sdpa", description="attention kernel (paper: flash_attention_2 on GPU, when installed)"
     )
 
-
-@dataclass
-class ModelsConfig:
-    tiny: TinyModelConfig = _f(TinyModelConfig(), "shape of the tiny models (source: tiny)")
-    embedder: BackboneConfig = _f(BackboneConfig(), "the Embedder backbone")
-    reasoner: BackboneConfig = _f(BackboneConfig(), "the Reasoner backbone (writes T-CoTs)")
-    discriminator: BackboneConfig = _f(
-        BackboneConfig(), "frozen Discriminator of the process reward"
+    requires = (
+        Requirement(
+            {"source": "path"},
+            "path",
+            "give the model's local folder, or use source: tiny",
+        ),
     )
-    annotator: BackboneConfig = _f(
-        BackboneConfig(), "MLLM that annotates training data (annotate.backend: hf)"
+
+    def _cross_checks(self):
+        if self.path and looks_like_hub_id(self.path):
+            # existence of real local folders is checked when the models stage runs
+            yield (
+                "path",
+                f"{self.path!r} looks like a hub id; ume never downloads: download the model on "
+                "a machine with internet and give its local folder",
+            )
+
+
+class ModelsConfig(Section):
+    tiny: TinyModelConfig = section(TinyModelConfig, "shape of the tiny models (source: tiny)")
+    embedder: BackboneConfig = section(
+        BackboneConfig, "the Embedder backbone (paper: Qwen3-VL-2B or 4B)"
+    )
+    reasoner: BackboneConfig = section(
+        BackboneConfig, "the Reasoner backbone, writes T-CoTs (paper: Qwen3-VL-8B)"
+    )
+    discriminator: BackboneConfig = section(
+        BackboneConfig, "frozen Discriminator of the process reward (paper: Qwen3-VL-8B)"
+    )
+    annotator: BackboneConfig = section(
+        BackboneConfig,
+        "MLLM that annotates training data (annotate.backend: hf); the other family, so that "
+        "both are exercised by the embedded default",
+        family="qwen2_vl",
     )
 
 
 # --------------------------------------------------------------------------- data
-@dataclass
-class SyntheticConfig:
-    seed: int = _f(0, "seed of the generator (same seed -> byte-identical data)")
-    image_size: int = _f(64, "side of the square synthetic images, pixels")
-    doc_size: int = _f(128, "side of the square rendered document pages, pixels")
-    num_frames: int = _f(8, "frames per synthetic video")
-    shapes_per_image: int = _f(3, "coloured shapes drawn in each image")
-    train_pairs_per_dataset: int = _f(32, "training pairs written per synthetic training dataset")
-    eval_queries: int = _f(16, "queries per synthetic benchmark task")
-    eval_candidates: int = _f(8, "candidates per query (local ranking tasks)")
-    eval_corpus: int = _f(32, "corpus size of global-ranking tasks (visdoc, UVRB)")
-
-
-@dataclass
-class SourceDatasetConfig:
-    weight: float = _f(1.0, "sampling weight of the dataset (paper Table 5)")
-    cap: int | None = _f(None, "at most this many pairs from the dataset (null: no cap)")
-
-
-@dataclass
-class RealSourcesConfig:
-    mmeb_train_root: str | None = _f(None, "local copy of TIGER-Lab/MMEB-train (image tasks)")
-    mmeb_train_image_root: str | None = _f(
-        None, "folder the MMEB-train image paths are relative to (default: mmeb_train_root)"
+class SyntheticConfig(Section):
+    seed: int = Field(0, ge=0, description="seed of the generator (same seed -> same bytes)")
+    image_size: int = Field(64, ge=1, description="side of the square synthetic images, pixels")
+    doc_size: int = Field(128, ge=1, description="side of the square document pages, pixels")
+    num_frames: int = Field(8, ge=1, description="frames per synthetic video")
+    shapes_per_image: int = Field(
+        3,
+        ge=1,
+        le=9,
+        description="coloured shapes drawn in each image (one per cell of a 3x3 grid)",
     )
-    llava_hound_root: str | None = _f(None, "local copy of the LLaVA-Hound video training data")
-    vidore_root: str | None = _f(None, "local copy of the ViDoRe training set (colpali train)")
-    visrag_root: str | None = _f(None, "local copy of the VisRAG training sets")
-    num_frames: int = _f(8, "frames sampled uniformly per training video (keep = eval.num_frames)")
-    datasets: dict[str, SourceDatasetConfig] = _f(
-        {}, "per-dataset weight and cap; datasets not listed are not loaded"
+    train_pairs_per_dataset: int = Field(
+        32, ge=1, description="training pairs written per synthetic training dataset"
+    )
+    eval_queries: int = Field(16, ge=1, description="queries per synthetic benchmark task")
+    eval_candidates: int = Field(
+        8, ge=2, description="candidates per query of local ranking (a positive and distractors)"
+    )
+    eval_corpus: int = Field(
+        32, ge=2, description="corpus size of global-ranking tasks (visdoc, UVRB)"
     )
 
 
-@dataclass
-class DataConfig:
-    source: Literal["synthetic", "real"] = _f(
-        "synthetic", "'synthetic': generate the embedded benchmark; 'real': read local copies"
+class SourceDatasetConfig(Section):
+    weight: float = Field(1.0, ge=0, description="sampling weight of the dataset (paper Table 5)")
+    cap: int | None = Field(
+        None, ge=0, description="at most this many pairs from the dataset (null: no cap)"
     )
-    on_bad_item: Literal["error", "skip"] = _f(
-        "error", "a corrupt image / missing frames / malformed row: stop, or skip and count it"
+
+
+class RealSourcesConfig(Section):
+    mmeb_train_root: str | None = Field(
+        None, description="local copy of TIGER-Lab/MMEB-train (image tasks)"
     )
-    synthetic: SyntheticConfig = _f(SyntheticConfig(), "the synthetic benchmark generator")
-    real: RealSourcesConfig = _f(RealSourcesConfig(), "the paper's training sources")
+    mmeb_train_image_root: str | None = Field(
+        None, description="folder the MMEB-train image paths are relative to (null: the root)"
+    )
+    llava_hound_root: str | None = Field(
+        None, description="local copy of the LLaVA-Hound video training data"
+    )
+    vidore_root: str | None = Field(
+        None, description="local copy of the ViDoRe training set (colpali train)"
+    )
+    visrag_root: str | None = Field(None, description="local copy of the VisRAG training sets")
+    num_frames: int = Field(
+        8, ge=1, description="frames sampled uniformly per training video (keep = eval.num_frames)"
+    )
+    datasets: dict[str, SourceDatasetConfig] = Field(
+        {},
+        description="per-dataset weight and cap; datasets not listed are not loaded "
+        "(the paper's list: ume/data/paper_sources.yaml)",
+    )
+
+
+class DataConfig(Section):
+    source: Literal["synthetic", "real"] = Field(
+        "synthetic",
+        description="'synthetic': generate the embedded benchmark; 'real': read local copies "
+        "(paper: real)",
+    )
+    on_bad_item: Literal["error", "skip"] = Field(
+        "error",
+        description="a corrupt image / missing frames / malformed row: stop, or skip and count "
+        "it (paper scale: skip)",
+    )
+    synthetic: SyntheticConfig = section(SyntheticConfig, "the synthetic benchmark generator")
+    real: RealSourcesConfig = section(RealSourcesConfig, "the paper's training sources")
+
+    requires = (
+        Requirement(
+            {"source": "real"},
+            "real.datasets",
+            "list the datasets to load (name: {weight, cap}), e.g. from "
+            "ume/data/paper_sources.yaml, or use source: synthetic",
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- annotation
-@dataclass
-class OracleConfig:
-    wrong_evidence_rate: float = _f(
-        0.1, "fraction of T-CoTs whose evidence is wrong (box on another object, wrong frames)"
+class OracleConfig(Section):
+    wrong_evidence_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="fraction of T-CoTs whose evidence is wrong (box on another object, "
+        "wrong frames)",
     )
-    missing_evidence_rate: float = _f(0.05, "fraction of T-CoTs written without evidence")
-    seed: int = _f(0, "seed of the oracle's error draws")
-
-
-@dataclass
-class HFAnnotatorConfig:
-    batch_size: int = _f(4, "prompts per generate call (left padding)")
-    max_new_tokens: int = _f(64, "T-CoT length limit in tokens")
-    temperature: float = _f(0.0, "0: greedy decoding")
-
-
-@dataclass
-class ServerConfig:
-    url: str | None = _f(None, "base URL of an OpenAI-compatible server, e.g. http://host:8000/v1")
-    model: str | None = _f(None, "model name the server serves")
-    api_key_env: str = _f("OPENAI_API_KEY", "environment variable holding the API key (if any)")
-    timeout_s: float = _f(120.0, "seconds per request")
-    max_retries: int = _f(3, "retries per request on connection errors")
-    max_tokens: int = _f(1024, "T-CoT length limit in tokens")
-    concurrency: int = _f(8, "requests in flight at once")
-
-
-@dataclass
-class AnnotateConfig:
-    backend: Literal["oracle", "hf", "server"] = _f(
-        "oracle", "who writes T-CoTs: ground truth (synthetic), a local MLLM, or a server"
+    missing_evidence_rate: float = Field(
+        0.05, ge=0, le=1, description="fraction of T-CoTs written without evidence"
     )
-    oracle: OracleConfig = _f(OracleConfig(), "the ground-truth annotator for synthetic data")
-    hf: HFAnnotatorConfig = _f(HFAnnotatorConfig(), "local transformers MLLM (models.annotator)")
-    server: ServerConfig = _f(ServerConfig(), "OpenAI-compatible chat server")
+    seed: int = Field(0, ge=0, description="seed of the oracle's error draws")
 
 
-@dataclass
-class FilterConfig:
-    enabled: bool = _f(True, "run the relevance filter (keep pairs judged 'No' = not conflicting)")
-    backend: Literal["same", "oracle", "hf", "server"] = _f(
-        "same", "judge backend; 'same' uses annotate.backend"
+class HFAnnotatorConfig(Section):
+    batch_size: int = Field(4, ge=1, description="prompts per generate call (left padding)")
+    max_new_tokens: int = Field(64, ge=1, description="T-CoT length limit in tokens")
+    temperature: float = Field(0.0, ge=0, description="sampling temperature (0: greedy)")
+
+
+class ServerConfig(Section):
+    url: str | None = Field(
+        None, description="base URL of an OpenAI-compatible server, e.g. http://host:8000/v1"
+    )
+    model: str | None = Field(None, description="model name the server serves")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="environment variable holding the API key (if any)"
+    )
+    timeout_s: float = Field(120.0, gt=0, description="seconds per request")
+    max_retries: int = Field(3, ge=0, description="retries per request on connection errors")
+    max_tokens: int = Field(1024, ge=1, description="T-CoT length limit in tokens")
+    concurrency: int = Field(8, ge=1, description="requests in flight at once")
+
+
+URL_FIX = "give the base URL of the OpenAI-compatible server, e.g. http://host:8000/v1"
+MODEL_FIX = "name the model the server serves"
+
+
+class AnnotateConfig(Section):
+    backend: Literal["oracle", "hf", "server"] = Field(
+        "oracle",
+        description="who writes T-CoTs: ground truth (synthetic data), a local MLLM "
+        "(models.annotator), or a server (paper: a large MLLM behind a server)",
+    )
+    oracle: OracleConfig = section(OracleConfig, "the ground-truth annotator for synthetic data")
+    hf: HFAnnotatorConfig = section(HFAnnotatorConfig, "local transformers MLLM (models.annotator)")
+    server: ServerConfig = section(ServerConfig, "OpenAI-compatible chat server")
+
+    requires = (
+        Requirement({"backend": "server"}, "server.url", URL_FIX),
+        Requirement({"backend": "server"}, "server.model", MODEL_FIX),
     )
 
 
-@dataclass
-class SplitConfig:
-    rule: Literal["disjoint", "overlap"] = _f(
+class FilterConfig(Section):
+    enabled: bool = Field(
+        True, description="run the relevance filter (keep pairs judged 'No' = not conflicting)"
+    )
+    backend: Literal["same", "oracle", "hf", "server"] = Field(
+        "same",
+        description="judge backend; 'same' uses annotate.backend (Config.filter_backend resolves "
+        "it); 'server' uses annotate.server",
+    )
+
+
+class SplitConfig(Section):
+    rule: Literal["disjoint", "overlap"] = Field(
         "disjoint",
-        "'disjoint': RL pairs are held out of the contrastive set; "
+        description="'disjoint': RL pairs are held out of the contrastive set; "
         "'overlap': RL pairs are drawn from the contrastive set and stay in it",
     )
-    rl_per_dataset: int = _f(8, "RL pairs drawn per RL dataset (paper: 1k-2k, Table 6)")
-    rl_datasets: list[str] | None = _f(None, "datasets of the RL set (null: every dataset)")
-    exclude_from_contrastive: list[str] = _f(
-        [], "datasets kept out of contrastive training (paper: HatefulMemes, N24News, VOC2007)"
+    rl_per_dataset: int = Field(
+        8, ge=0, description="RL pairs drawn per RL dataset (paper: 1k-2k, Table 6)"
     )
-    seed: int = _f(0, "seed of the split")
+    rl_datasets: list[str] | None = Field(
+        None, description="datasets of the RL set (null: every dataset)"
+    )
+    exclude_from_contrastive: list[str] = Field(
+        ["synth_img_fewcls"],
+        description="datasets kept out of contrastive training: few classes give false "
+        "negatives in same-dataset batches (paper: HatefulMemes, N24News, VOC2007)",
+    )
+    seed: int = Field(0, ge=0, description="seed of the split")
 
 
 # --------------------------------------------------------------------------- training stages
-@dataclass
-class LoraConfig:
-    enabled: bool = _f(True, "train LoRA adapters (false: full fine-tuning)")
-    r: int = _f(64, "LoRA rank (paper: 64 for 2B, 96 for 4B)")
-    alpha: int = _f(128, "LoRA alpha (paper: 128 for 2B, 192 for 4B)")
-    dropout: float = _f(0.05, "LoRA dropout")
-    target_modules: list[str] = _f(
+class LoraConfig(Section):
+    enabled: bool = Field(True, description="train LoRA adapters (false: full fine-tuning)")
+    r: int = Field(8, ge=1, description="LoRA rank (paper: 64 for 2B, 96 for 4B)")
+    alpha: int = Field(16, gt=0, description="LoRA alpha (paper: 128 for 2B, 192 for 4B)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+    target_modules: list[str] = Field(
         ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        "language-model linear layers that get adapters (vision tower stays frozen)",
+        min_length=1,
+        description="language-model linear layers that get adapters (vision tower stays frozen)",
     )
 
 
-@dataclass
-class EmbedderTrainConfig:
-    tcot_input: Literal["full", "answer_only", "no_evidence", "raw"] = _f(
-        "full", "Embedder input: T-CoT + evidence, answer only, T-CoT without evidence, raw input"
+class EmbedderTrainConfig(Section):
+    tcot_input: Literal["full", "answer_only", "no_evidence", "raw"] = Field(
+        "full",
+        description="Embedder input: T-CoT + evidence, answer only, T-CoT without evidence, "
+        "raw input",
     )
-    lora: LoraConfig = _f(LoraConfig(), "LoRA of the Embedder")
-    temperature: float = _f(0.02, "InfoNCE temperature (logit scale 1/temperature = 50)")
-    global_batch_size: int = _f(512, "pairs per optimisation step (paper: 512 for 2B, 256 for 4B)")
-    sub_batch_size: int = _f(64, "pairs per single-dataset sub-batch")
-    gradcache_chunk_size: int = _f(16, "pairs per forward/backward chunk of gradient caching")
-    max_video_sub_batches: int = _f(1, "at most this many video sub-batches per batch")
-    hard_negatives: bool = _f(False, "add the source's hard negatives to the candidates")
-    epochs: float = _f(2.0, "passes over the contrastive data")
-    max_steps: int | None = _f(None, "stop after this many steps (overrides epochs)")
-    learning_rate: float = _f(1e-4, "peak learning rate")
-    lr_scheduler: Literal["cosine", "constant", "linear"] = _f("cosine", "schedule after warm-up")
-    warmup_steps: int = _f(10, "linear warm-up steps")
-    weight_decay: float = _f(0.01, "AdamW weight decay")
-    max_length: int = _f(8192, "token limit of one input")
-    gradient_checkpointing: bool = _f(True, "recompute activations in backward")
-    deepspeed: str | None = _f(None, "DeepSpeed config file (paper: ZeRO-2) or null")
-    save_steps: int = _f(100, "checkpoint every this many steps (resume after interruption)")
-    max_grad_norm: float = _f(1.0, "clip the gradient norm to this (0: no clipping)")
-    dataloader_workers: int = _f(
-        0, "processes that build inputs (images, evidence crops, tokens) ahead of the step"
+    lora: LoraConfig = section(LoraConfig, "LoRA of the Embedder")
+    temperature: float = Field(
+        0.02, gt=0, description="InfoNCE temperature (logit scale 1/temperature = 50)"
+    )
+    global_batch_size: int = Field(
+        32, ge=1, description="pairs per optimisation step (paper: 512 for 2B, 256 for 4B)"
+    )
+    sub_batch_size: int = Field(
+        16, ge=1, description="pairs per single-dataset sub-batch (paper: 64)"
+    )
+    gradcache_chunk_size: int = Field(
+        8, ge=1, description="pairs per forward/backward chunk of gradient caching (paper: 16)"
+    )
+    max_video_sub_batches: int = Field(
+        1, ge=0, description="at most this many video sub-batches per batch"
+    )
+    hard_negatives: bool = Field(False, description="add the source's hard negatives")
+    epochs: float = Field(1.0, gt=0, description="passes over the contrastive data (paper: 2)")
+    max_steps: int | None = Field(
+        30,
+        ge=1,
+        description="stop after this many steps, overriding epochs (null: run the epochs, "
+        "as the paper does)",
+    )
+    learning_rate: float = Field(
+        1e-3, gt=0, description="peak learning rate (paper: 1e-4; tiny random models need more)"
+    )
+    lr_scheduler: Literal["cosine", "constant", "linear"] = Field(
+        "cosine", description="schedule after warm-up"
+    )
+    warmup_steps: int = Field(2, ge=0, description="linear warm-up steps (paper: 10)")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
+    max_length: int = Field(512, ge=1, description="token limit of one input (paper: 8192)")
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in backward (paper: on)"
+    )
+    deepspeed: str | None = Field(
+        None, description="DeepSpeed config file or null (paper: workflow/deepspeed/zero2.json)"
+    )
+    save_steps: int = Field(
+        10, ge=1, description="checkpoint every this many steps, to resume after interruption"
+    )
+    max_grad_norm: float = Field(1.0, ge=0, description="clip the gradient norm (0: no clipping)")
+    dataloader_workers: int = Field(
+        0,
+        ge=0,
+        description="processes that build inputs (images, evidence crops, tokens) ahead of the "
+        "step (0: in the training process)",
     )
 
+    def _cross_checks(self):
+        if self.global_batch_size % self.sub_batch_size:
+            yield (
+                "global_batch_size",
+                f"{self.global_batch_size} is not a multiple of sub_batch_size "
+                f"({self.sub_batch_size}); make it one",
+            )
 
-@dataclass
-class SFTConfig:
-    enabled: bool = _f(True, "cold-start SFT of the Reasoner (false: RL from the instruct model)")
-    data: Literal["contrastive", "annotated"] = _f(
+
+class SFTConfig(Section):
+    enabled: bool = Field(
+        True, description="cold-start SFT of the Reasoner (false: RL from the instruct model)"
+    )
+    data: Literal["contrastive", "annotated"] = Field(
         "contrastive",
-        "T-CoTs to imitate: the contrastive split (RL pairs stay unseen when split.rule is "
-        "disjoint) or every annotated pair that passed the filter",
+        description="T-CoTs to imitate: the contrastive split (RL pairs stay unseen when "
+        "split.rule is disjoint) or every annotated pair that passed the filter",
     )
-    lora: LoraConfig = _f(LoraConfig(), "LoRA of the Reasoner during SFT")
-    epochs: float = _f(1.0, "passes over the annotated T-CoTs")
-    max_steps: int | None = _f(None, "stop after this many steps (overrides epochs)")
-    learning_rate: float = _f(1e-5, "learning rate")
-    batch_size: int = _f(8, "examples per device step")
-    gradient_accumulation_steps: int = _f(1, "micro-batches per optimisation step")
-    max_length: int = _f(4096, "token limit of prompt + completion")
-    gradient_checkpointing: bool = _f(False, "recompute activations in backward")
-    save_steps: int = _f(200, "checkpoint every this many steps (resume after interruption)")
+    lora: LoraConfig = section(
+        LoraConfig,
+        "LoRA of the Reasoner during SFT (tiny random models learn the T-CoT form faster fully "
+        "fine-tuned; paper: LoRA r 64, alpha 128)",
+        enabled=False,
+    )
+    epochs: float = Field(1.0, gt=0, description="passes over the annotated T-CoTs")
+    max_steps: int | None = Field(
+        10, ge=1, description="stop after this many steps, overriding epochs (null: run the epochs)"
+    )
+    learning_rate: float = Field(5e-3, gt=0, description="learning rate (paper: 1e-5)")
+    batch_size: int = Field(2, ge=1, description="examples per device step (paper: 8)")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per step")
+    max_length: int = Field(
+        1024, ge=1, description="token limit of prompt + completion (paper: 4096)"
+    )
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward")
+    save_steps: int = Field(
+        200, ge=1, description="checkpoint every this many steps, to resume after interruption"
+    )
 
 
 # What the paper and its code release use, for every preset-dependent EG-RL key
-# (../shared/docs/method.md, stage 3). The group size G (paper 8, release 4) is set by the
-# preset files too, but not checked: small runs use small groups under either preset.
+# (../shared/docs/method.md, stage 3): the one place these values are written. The group size
+# G (paper 8, release 4) is not part of a preset: small runs use small groups under either.
 EGRL_PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "format_weight": 0.05,
@@ -274,401 +573,561 @@ EGRL_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
-class EGRLConfig:
-    enabled: bool = _f(True, "run EG-RL (false: the 'without EG-RL' ablation)")
-    preset: Literal["paper", "release", "custom"] = _f(
+def preset_key(key: str, doc: str, **bounds: Any) -> Any:
+    """A preset-dependent EG-RL key: the paper's value by default; under egrl.preset paper or
+    release it must hold that preset's value."""
+    values = ", ".join(f"{p} {_yaml(v[key])}" for p, v in EGRL_PRESETS.items())
+    return Field(EGRL_PRESETS["paper"][key], description=f"{doc} ({values})", **bounds)
+
+
+class EGRLConfig(Section):
+    enabled: bool = Field(True, description="run EG-RL (false: the 'without EG-RL' ablation)")
+    preset: Literal["paper", "release", "custom"] = Field(
         "paper",
-        "reward formulas and weights of the paper or of its code release (method.md); the "
-        "preset-dependent keys must then hold that preset's values (config/ablations/"
-        "release.yaml sets them all); 'custom' allows any mix",
+        description="reward formulas and weights of the paper or of its code release "
+        "(method.md); the preset-dependent keys must then hold that preset's values "
+        "(config/ablations/release.yaml sets them all); 'custom' allows any mix",
     )
-    num_generations: int = _f(8, "group size G: rollouts per query and per positive")
-    format_weight: float = _f(0.05, "a: weight of the format reward")
-    process_weight: float = _f(0.8, "b: weight of the process reward (release: 0.2)")
-    outcome_weight: float = _f(0.2, "c: weight of the outcome reward (release: 0.8)")
-    format_variant: Literal["tags", "tags+evidence"] = _f(
-        "tags+evidence", "format check: tags only (release) or tags + evidence key (paper)"
+    num_generations: int = Field(
+        4, ge=2, description="group size G: rollouts per query and per positive (paper: 8)"
     )
-    outcome_acc: Literal["all_in_topk", "fraction_half"] = _f(
-        "all_in_topk", "Acc_k: 1 if all positives in top k (paper) or fraction x 0.5 (release)"
+    format_weight: float = preset_key("format_weight", "a: weight of the format reward", ge=0)
+    process_weight: float = preset_key("process_weight", "b: weight of the process reward", ge=0)
+    outcome_weight: float = preset_key("outcome_weight", "c: weight of the outcome reward", ge=0)
+    format_variant: Literal["tags", "tags+evidence"] = preset_key(
+        "format_variant", "format check: tags only, or tags + the evidence key"
     )
-    outcome_tau: float = _f(0.5, "temperature of the softmax-weighted negative similarity")
-    weighted_negatives: bool = _f(True, "false: plain mean over negatives (ablation)")
-    process_value: Literal["one", "margin"] = _f(
-        "one", "process reward for a correct pick: 1 (paper) or the margin (release)"
+    outcome_acc: Literal["all_in_topk", "fraction_half"] = preset_key(
+        "outcome_acc", "Acc_k: 1 if all positives are in the top k, or their fraction x 0.5"
     )
-    shuffle_candidates: bool = _f(True, "shuffle the Discriminator's candidates (paper: yes)")
-    hard_negatives: int = _f(4, "hardest negatives shown to the Discriminator")
-    use_process_reward: bool = _f(True, "false: the 'without process reward' ablation")
-    use_outcome_reward: bool = _f(True, "false: the 'without outcome reward' ablation")
-    embedder_backend: Literal["local", "server"] = _f(
-        "local", "frozen Embedder in-process (local) or an OpenAI-compatible embeddings server"
+    outcome_tau: float = Field(
+        0.5, gt=0, description="temperature of the softmax-weighted negative similarity"
     )
-    embedder_server: ServerConfig = _f(
-        ServerConfig(), "the embeddings server (embedder_backend: server; /v1/embeddings)"
+    weighted_negatives: bool = Field(True, description="false: plain mean over negatives")
+    process_value: Literal["one", "margin"] = preset_key(
+        "process_value", "process reward for a correct pick: 1, or the similarity margin"
     )
-    embed_batch_size: int = _f(16, "rollouts per Embedder forward (local backend)")
-    discriminator_backend: Literal["local", "server"] = _f(
-        "local", "frozen Discriminator in-process (local) or an OpenAI-compatible chat server"
+    shuffle_candidates: bool = preset_key(
+        "shuffle_candidates", "shuffle the Discriminator's candidates"
     )
-    discriminator_server: ServerConfig = _f(
-        ServerConfig(), "the chat server (discriminator_backend: server)"
+    hard_negatives: int = Field(4, ge=1, description="hardest negatives shown to the Discriminator")
+    use_process_reward: bool = Field(True, description="false: 'without process reward' ablation")
+    use_outcome_reward: bool = Field(True, description="false: 'without outcome reward' ablation")
+    embedder_backend: Literal["local", "server"] = Field(
+        "local",
+        description="frozen Embedder in-process (local) or an OpenAI-compatible embeddings "
+        "server (the release serves it by URL)",
     )
-    discriminator_max_new_tokens: int = _f(8, "token limit of the Discriminator's answer")
-    discriminator_batch_size: int = _f(16, "prompts per Discriminator generate call (local)")
-    learning_rate: float = _f(3e-6, "constant learning rate")
-    beta: float = _f(0.01, "KL coefficient (low-variance KL estimator, not in the reward)")
-    epsilon: float = _f(0.2, "PPO clip range")
-    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = _f(
-        "dapo", "TRL loss aggregation; dapo = token mean over the batch (verl's token-mean)"
+    embedder_server: ServerConfig = section(
+        ServerConfig,
+        "the embeddings server (embedder_backend: server; /v1/embeddings; max_tokens unused)",
     )
-    temperature: float = _f(1.0, "sampling temperature of rollouts")
-    max_prompt_length: int = _f(4096, "prompt token limit (vLLM: model length = prompt + rollout)")
-    max_completion_length: int = _f(2048, "rollout token limit")
-    epochs: float = _f(1.0, "passes over the RL set")
-    max_steps: int | None = _f(None, "stop after this many steps (overrides epochs)")
-    per_device_batch_size: int = _f(8, "pairs per device step (x G rollouts per side)")
-    gradient_accumulation_steps: int = _f(
-        1, "micro-batches per optimisation step; rewards see all of them (one dataset)"
+    embed_batch_size: int = Field(16, ge=1, description="rollouts per Embedder forward (local)")
+    discriminator_backend: Literal["local", "server"] = Field(
+        "local",
+        description="frozen Discriminator in-process (local) or an OpenAI-compatible chat server",
     )
-    gradient_checkpointing: bool = _f(False, "recompute activations in backward")
-    use_vllm: bool = _f(False, "roll out through vLLM (used only where CUDA and vllm exist)")
-    vllm_mode: Literal["colocate", "server"] = _f(
-        "colocate", "vLLM in the training process, or a `trl vllm-serve` server"
+    discriminator_server: ServerConfig = section(
+        ServerConfig,
+        "the chat server (discriminator_backend: server; discriminator_max_new_tokens applies, "
+        "max_tokens is unused)",
     )
-    vllm_server_url: str | None = _f(None, "base URL of the trl vllm-serve server (server mode)")
-    save_steps: int = _f(50, "checkpoint every this many steps (the rule resumes from the last)")
-    heldout_pairs_per_dataset: int = _f(
-        0,
-        "RL pairs per dataset kept out of training; the outcome reward of the starting and "
-        "the trained Reasoner on them is written to heldout.json (0: none)",
+    discriminator_max_new_tokens: int = Field(
+        8, ge=1, description="token limit of the Discriminator's answer (release: 10)"
     )
-    lora: LoraConfig = _f(LoraConfig(), "LoRA of the Reasoner during EG-RL")
+    discriminator_batch_size: int = Field(
+        16, ge=1, description="prompts per Discriminator generate call (local)"
+    )
+    learning_rate: float = Field(
+        5e-4, gt=0, description="constant learning rate (paper: 3e-6; tiny models need more)"
+    )
+    beta: float = Field(
+        0.01, ge=0, description="KL coefficient (low-variance KL estimator, not in the reward)"
+    )
+    epsilon: float = Field(0.2, gt=0, description="PPO clip range")
+    loss_type: Literal["grpo", "dapo", "dr_grpo", "bnpo"] = Field(
+        "dapo",
+        description="TRL loss aggregation; dapo = token mean over the batch (verl's token-mean)",
+    )
+    temperature: float = Field(
+        0.1,
+        gt=0,
+        description="sampling temperature of rollouts (paper: 1.0; tiny random models have "
+        "nearly flat logits)",
+    )
+    max_prompt_length: int = Field(
+        1024,
+        ge=1,
+        description="prompt token limit, images included; vLLM model length = prompt + rollout "
+        "(paper scale: 8192)",
+    )
+    max_completion_length: int = Field(32, ge=1, description="rollout token limit (paper: 2048)")
+    epochs: float = Field(1.0, gt=0, description="passes over the RL set")
+    max_steps: int | None = Field(
+        8, ge=1, description="stop after this many steps, overriding epochs (null: run the epochs)"
+    )
+    per_device_batch_size: int = Field(
+        2, ge=1, description="pairs per device step, x G rollouts per side (paper: 8)"
+    )
+    gradient_accumulation_steps: int = Field(
+        1, ge=1, description="micro-batches per optimisation step; rewards see all of them"
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute activations in backward (paper scale: on)"
+    )
+    use_vllm: bool = Field(
+        False,
+        description="roll out through vLLM, used only where CUDA and vllm exist (paper scale: on)",
+    )
+    vllm_mode: Literal["colocate", "server"] = Field(
+        "colocate", description="vLLM in the training process, or a `trl vllm-serve` server"
+    )
+    vllm_server_url: str | None = Field(
+        None, description="base URL of the trl vllm-serve server (vllm_mode: server)"
+    )
+    save_steps: int = Field(
+        50, ge=1, description="checkpoint every this many steps (the rule resumes from the last)"
+    )
+    heldout_pairs_per_dataset: int = Field(
+        2,
+        ge=0,
+        description="RL pairs per dataset kept out of training; the outcome reward of the "
+        "starting and the trained Reasoner on them is written to heldout.json (0: none, as at "
+        "paper scale)",
+    )
+    lora: LoraConfig = section(LoraConfig, "LoRA of the Reasoner during EG-RL")
+
+    requires = (
+        Requirement({"embedder_backend": "server"}, "embedder_server.url", URL_FIX),
+        Requirement(
+            {"embedder_backend": "server"},
+            "embedder_server.model",
+            MODEL_FIX,
+        ),
+        Requirement(
+            {"discriminator_backend": "server"},
+            "discriminator_server.url",
+            URL_FIX,
+        ),
+        Requirement(
+            {"discriminator_backend": "server"},
+            "discriminator_server.model",
+            MODEL_FIX,
+        ),
+        Requirement(
+            {"use_vllm": True, "vllm_mode": "server"},
+            "vllm_server_url",
+            "give the base URL of the `trl vllm-serve` server, or use vllm_mode: colocate",
+        ),
+    )
+
+    def _cross_checks(self):
+        for key, want in EGRL_PRESETS.get(self.preset, {}).items():
+            if getattr(self, key) != want:
+                yield (
+                    key,
+                    f"{_yaml(getattr(self, key))} contradicts egrl.preset {self.preset!r} (which "
+                    f"uses {_yaml(want)}); layer config/ablations/{self.preset}.yaml to get every "
+                    "value of the preset, or set egrl.preset: custom to mix",
+                )
+        if (self.use_outcome_reward or self.use_process_reward) and self.per_device_batch_size < 2:
+            yield (
+                "per_device_batch_size",
+                "the outcome and process rewards compare a pair with the step's other pairs "
+                "(in-batch negatives): give at least 2 pairs per device step, got "
+                f"{self.per_device_batch_size}",
+            )
 
 
-@dataclass
-class EvalIndexConfig:
-    kind: Literal["exact", "ivf", "hnsw"] = _f(
-        "exact", "exact inner product (IndexFlatIP) or an approximate index for large corpora"
+class EvalIndexConfig(Section):
+    kind: Literal["exact", "ivf", "hnsw"] = Field(
+        "exact",
+        description="exact inner product (IndexFlatIP) or an approximate index for large corpora",
     )
-    min_corpus: int = _f(100000, "use the approximate kind only for corpora at least this large")
-    ivf_nlist: int | None = _f(None, "IVF lists (null: about sqrt(corpus size))")
-    ivf_nprobe: int = _f(32, "IVF lists searched per query")
-    hnsw_m: int = _f(32, "HNSW links per node")
-    hnsw_ef_construction: int = _f(80, "HNSW build-time search depth")
-    hnsw_ef_search: int = _f(128, "HNSW query-time search depth")
-    gpu: bool = _f(True, "put flat / IVF indexes on the GPUs when faiss has any")
+    min_corpus: int = Field(
+        100000, ge=1, description="use the approximate kind only for corpora at least this large"
+    )
+    ivf_nlist: int | None = Field(
+        None, ge=1, description="IVF lists (null: about sqrt(corpus size))"
+    )
+    ivf_nprobe: int = Field(32, ge=1, description="IVF lists searched per query")
+    hnsw_m: int = Field(32, ge=2, description="HNSW links per node")
+    hnsw_ef_construction: int = Field(80, ge=1, description="HNSW build-time search depth")
+    hnsw_ef_search: int = Field(128, ge=1, description="HNSW query-time search depth")
+    gpu: bool = Field(True, description="put flat / IVF indexes on the GPUs when faiss has any")
 
 
-@dataclass
-class EvalConfig:
-    suites: list[Literal["synth", "mmeb", "uvrb"]] = _f(["synth"], "benchmark suites to run")
-    tasks: list[str] | None = _f(None, "restrict to these task names (null: every task)")
-    mmeb_root: str | None = _f(
+class EvalConfig(Section):
+    suites: list[Literal["synth", "mmeb", "uvrb"]] = Field(
+        ["synth"], min_length=1, description="benchmark suites to run (paper: mmeb, uvrb)"
+    )
+    tasks: list[str] | None = Field(
+        None, description="restrict to these task names (null: every task)"
+    )
+    mmeb_root: str | None = Field(
         None,
-        "local MMEB-V2 root holding image-tasks/, video-tasks/, visdoc-tasks/ and the image "
-        "tasks' annotation parquets under MMEB_Test_Instruct/<task>/ (suite mmeb)",
+        description="local MMEB-V2 root holding image-tasks/, video-tasks/, visdoc-tasks/ and "
+        "the image tasks' annotation parquets under MMEB_Test_Instruct/<task>/ (suite mmeb; "
+        "missing data is recorded missing)",
     )
-    uvrb_root: str | None = _f(
-        None, "local UVRB root holding one folder per dataset (<name>/jsonl/, videos_frames/)"
+    uvrb_root: str | None = Field(
+        None,
+        description="local UVRB root holding one folder per dataset (<name>/jsonl/, "
+        "videos_frames/)",
     )
-    num_frames: int = _f(8, "frames sampled uniformly per video")
-    image_min_tokens: int = _f(128, "image pixel budget, lower bound, in 32x32 patches")
-    image_max_tokens: int = _f(768, "image pixel budget, upper bound, in 32x32 patches")
-    video_min_tokens: int = _f(128, "per-frame pixel budget, lower bound, in 32x32 patches")
-    video_max_tokens: int = _f(300, "per-frame pixel budget, upper bound, in 32x32 patches")
-    max_new_tokens: int = _f(2048, "T-CoT length limit at evaluation")
-    batch_size: int = _f(16, "items per reasoning / encoding batch")
-    on_bad_item: Literal["error", "skip"] = _f("error", "malformed row: stop, or skip and count")
-    variants: list[Literal["main", "raw", "answer_only", "no_evidence", "no_egrl"]] = _f(
-        ["main"],
-        "evaluation variants: main (the run's models and input), raw (no T-CoT), answer_only, "
-        "no_evidence (Embedder input only: reuse main's T-CoTs), no_egrl (Reasoner before EG-RL)",
+    num_frames: int = Field(8, ge=1, description="frames sampled uniformly per video")
+    image_min_tokens: int = Field(
+        4, ge=1, description="image pixel budget, lower bound, in 32x32 patches (paper: 128)"
     )
-    embedder_stage: Literal["auto", "base", "trained"] = _f(
-        "auto", "Embedder to evaluate: auto (the newest stage the workflow has), base, trained"
+    image_max_tokens: int = Field(
+        16, ge=1, description="image pixel budget, upper bound, in 32x32 patches (paper: 768)"
     )
-    reasoner_stage: Literal["auto", "base", "sft", "egrl"] = _f(
-        "auto", "Reasoner of the main variant: auto (newest stage available), base, sft, egrl"
+    video_min_tokens: int = Field(
+        4, ge=1, description="per-frame pixel budget, lower bound, in 32x32 patches (paper: 128)"
     )
-    reasoner_backend: Literal["hf", "server"] = _f(
-        "hf", "who writes T-CoTs: the local Reasoner (batched generate) or a server (eval.server)"
+    video_max_tokens: int = Field(
+        16, ge=1, description="per-frame pixel budget, upper bound, in 32x32 patches (paper: 300)"
     )
-    server: ServerConfig = _f(
-        ServerConfig(),
-        "OpenAI-compatible server (vLLM) serving the Reasoner (reasoner_backend: server); "
-        "max_new_tokens applies, server.max_tokens is not used here",
+    max_new_tokens: int = Field(48, ge=1, description="T-CoT length limit (paper: 2048)")
+    batch_size: int = Field(16, ge=1, description="items per reasoning / encoding batch")
+    on_bad_item: Literal["error", "skip"] = Field(
+        "error", description="malformed benchmark row: stop, or skip and count"
     )
-    temperature: float = _f(0.0, "T-CoT sampling temperature at evaluation (0: greedy)")
-    cache_dir: str | None = _f(
-        None, "T-CoT and embedding caches, shared by runs (null: <results_dir>/cache)"
+    variants: list[Literal["main", "raw", "answer_only", "no_evidence", "no_egrl"]] = Field(
+        ["main", "raw", "answer_only", "no_evidence"],
+        min_length=1,
+        description="evaluation variants: main (the run's models and input), raw (no T-CoT), "
+        "answer_only, no_evidence (Embedder input only: reuse main's T-CoTs), no_egrl "
+        "(Reasoner before EG-RL)",
     )
-    ks: list[int] = _f([1, 5, 10], "cut-offs k of the metrics (the main metric's k is added)")
-    scorer_compatible: bool = _f(
-        False, "reproduce VLM2Vec's NDCG defect (graded qrels) to match published numbers"
+    embedder_stage: Literal["auto", "base", "trained"] = Field(
+        "auto",
+        description="Embedder to evaluate: auto (the newest stage the workflow has), base, trained",
     )
-    index: EvalIndexConfig = _f(EvalIndexConfig(), "faiss index of global ranking")
-    leaderboard_runs: list[str] = _f(
-        [], "other runs whose eval results (if present) appear beside this run's in the leaderboard"
+    reasoner_stage: Literal["auto", "base", "sft", "egrl"] = Field(
+        "auto",
+        description="Reasoner of the main variant: auto (newest stage available), base, sft, egrl",
     )
+    reasoner_backend: Literal["hf", "server"] = Field(
+        "hf",
+        description="who writes T-CoTs: the local Reasoner (batched generate) or a server "
+        "(eval.server)",
+    )
+    server: ServerConfig = section(
+        ServerConfig,
+        "OpenAI-compatible server (vLLM) serving the Reasoner (reasoner_backend: server); its "
+        "model name is the cache identity (one name per weights); max_new_tokens applies, "
+        "server.max_tokens is not used here",
+    )
+    temperature: float = Field(
+        0.0, ge=0, description="T-CoT sampling temperature at evaluation (0: greedy)"
+    )
+    cache_dir: str | None = Field(
+        None,
+        description="T-CoT and embedding caches, shared by runs (null: <results_dir>/cache; "
+        "Config.eval_cache_dir resolves it)",
+    )
+    ks: list[typing.Annotated[int, Field(ge=1)]] = Field(
+        [1, 5, 10],
+        min_length=1,
+        description="cut-offs k of the metrics (the main metric's k is added)",
+    )
+    scorer_compatible: bool = Field(
+        False, description="reproduce VLM2Vec's NDCG defect (graded qrels) to match its numbers"
+    )
+    index: EvalIndexConfig = section(EvalIndexConfig, "faiss index of global ranking")
+    leaderboard_runs: list[str] = Field(
+        [],
+        description="other runs whose eval results (if present) appear beside this run's in the "
+        "leaderboard",
+    )
+
+    requires = (
+        Requirement({"reasoner_backend": "server"}, "server.url", URL_FIX),
+        Requirement({"reasoner_backend": "server"}, "server.model", MODEL_FIX),
+    )
+
+    def _cross_checks(self):
+        for kind in ("image", "video"):
+            lo, hi = getattr(self, f"{kind}_min_tokens"), getattr(self, f"{kind}_max_tokens")
+            if lo > hi:
+                yield (
+                    f"{kind}_min_tokens",
+                    f"{lo} is above {kind}_max_tokens ({hi}); lower it or raise the maximum",
+                )
 
 
 # --------------------------------------------------------------------------- launching
-@dataclass
-class SlurmConfig:
-    partition: str | None = _f(None, "sbatch --partition (null: the cluster's default)")
-    account: str | None = _f(None, "sbatch --account")
-    qos: str | None = _f(None, "sbatch --qos")
-    constraint: str | None = _f(None, "sbatch --constraint (e.g. a GPU type)")
-    additional_parameters: dict[str, str] = _f(
-        {}, "further sbatch options, name -> value (submitit slurm_additional_parameters)"
+class SlurmConfig(Section):
+    partition: str | None = Field(None, description="sbatch --partition (null: the default)")
+    account: str | None = Field(None, description="sbatch --account")
+    qos: str | None = Field(None, description="sbatch --qos")
+    constraint: str | None = Field(None, description="sbatch --constraint (e.g. a GPU type)")
+    additional_parameters: dict[str, str] = Field(
+        {},
+        description="further sbatch options, name -> value (submitit slurm_additional_parameters)",
     )
-    setup: list[str] = _f([], "shell lines run in the job before the stage (module load ...)")
-    poll_interval_s: float = _f(5.0, "seconds between job-state checks")
-    max_requeues: int = _f(3, "times a preempted or timed-out job is requeued")
+    setup: list[str] = Field(
+        [], description="shell lines run in the job before the stage (module load ...)"
+    )
+    poll_interval_s: float = Field(5.0, gt=0, description="seconds between job-state checks")
+    max_requeues: int = Field(3, ge=0, description="times a preempted or timed-out job is requeued")
 
 
-@dataclass
-class LaunchConfig:
-    launcher: Literal["local", "slurm"] = _f(
-        "local", "run GPU stages in-process (local) or submit them through submitit (slurm)"
+class LaunchConfig(Section):
+    launcher: Literal["local", "slurm"] = Field(
+        "local",
+        description="run GPU stages in-process (local) or submit them through submitit (slurm)",
     )
-    slurm: SlurmConfig = _f(SlurmConfig(), "SLURM options (launcher: slurm)")
+    slurm: SlurmConfig = section(SlurmConfig, "SLURM options (launcher: slurm)")
 
 
 # --------------------------------------------------------------------------- top level
-@dataclass
-class Config:
-    run: str = _f("default", "run name; results go to <results_dir>/<run>/")
-    results_dir: str = _f("results", "root of all artifacts")
-    seed: int = _f(0, "global seed")
-    models: ModelsConfig = _f(ModelsConfig(), "backbones: tiny builder or local paths")
-    data: DataConfig = _f(DataConfig(), "training data and synthetic benchmark")
-    annotate: AnnotateConfig = _f(AnnotateConfig(), "T-CoT annotation of training pairs")
-    filter: FilterConfig = _f(FilterConfig(), "relevance filter of annotated pairs")
-    split: SplitConfig = _f(SplitConfig(), "split into contrastive and RL data")
-    train_embedder: EmbedderTrainConfig = _f(EmbedderTrainConfig(), "Embedder contrastive training")
-    sft: SFTConfig = _f(SFTConfig(), "cold-start SFT of the Reasoner")
-    egrl: EGRLConfig = _f(EGRLConfig(), "EG-RL: GRPO of the Reasoner guided by the Embedder")
-    eval: EvalConfig = _f(EvalConfig(), "MMEB-V2 / UVRB / synthetic evaluation")
-    launch: LaunchConfig = _f(LaunchConfig(), "where GPU stages run: in-process or SLURM")
+class Config(Section):
+    run: str = Field(
+        "default",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="run name: results go to <results_dir>/<run>/, so letters, digits, '-' "
+        "and '_' only",
+    )
+    results_dir: str = Field("results", min_length=1, description="root of all artifacts")
+    seed: int = Field(0, ge=0, description="global seed (paper preset: 42)")
+    models: ModelsConfig = section(ModelsConfig, "backbones: tiny builder or local paths")
+    data: DataConfig = section(DataConfig, "training data and synthetic benchmark")
+    annotate: AnnotateConfig = section(AnnotateConfig, "T-CoT annotation of training pairs")
+    filter: FilterConfig = section(FilterConfig, "relevance filter of annotated pairs")
+    split: SplitConfig = section(SplitConfig, "split into contrastive and RL data")
+    train_embedder: EmbedderTrainConfig = section(
+        EmbedderTrainConfig, "Embedder contrastive training"
+    )
+    sft: SFTConfig = section(SFTConfig, "cold-start SFT of the Reasoner")
+    egrl: EGRLConfig = section(EGRLConfig, "EG-RL: GRPO of the Reasoner guided by the Embedder")
+    eval: EvalConfig = section(EvalConfig, "MMEB-V2 / UVRB / synthetic evaluation")
+    launch: LaunchConfig = section(LaunchConfig, "where GPU stages run: in-process or SLURM")
+
+    # the filter judges through annotate.server when its backend is 'server'
+    requires = (
+        Requirement({"filter.backend": "server"}, "annotate.server.url", URL_FIX),
+        Requirement(
+            {"filter.backend": "server"},
+            "annotate.server.model",
+            MODEL_FIX,
+        ),
+    )
+
+    # top-level keys the files gave when they are a stage's slice (see sections())
+    _given_keys: list[str] | None = PrivateAttr(None)
+
+    def __eq__(self, other: object) -> bool:
+        # the files a config came from are not part of its value
+        return isinstance(other, Config) and self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
 
     @property
     def run_dir(self) -> Path:
         return Path(self.results_dir) / self.run
 
+    @property
+    def eval_cache_dir(self) -> str:
+        """eval.cache_dir, or <results_dir>/cache when it is null (shared by runs)."""
+        return self.eval.cache_dir or str(Path(self.results_dir) / "cache")
+
+    @property
+    def filter_backend(self) -> Literal["oracle", "hf", "server"]:
+        """The filter's judge: filter.backend, with 'same' meaning annotate.backend."""
+        return self.annotate.backend if self.filter.backend == "same" else self.filter.backend
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
 
     def sections(self, keys: list[str] | tuple[str, ...] | None = None) -> dict[str, Any]:
-        """The resolved values of the top-level ``keys`` (default: those the files gave).
+        """The resolved values of the top-level ``keys`` (default: see below).
 
-        A stage reads a config file holding only the sections it depends on (so that editing
-        another stage's keys does not rerun it); its manifest records those sections.
+        A stage reads a config file holding only the sections it depends on (its slice, so
+        that editing another stage's keys does not rerun it); its manifest records those
+        sections. Without ``keys``: the sections of that slice, or every section when the
+        config is a run's (its files name the run, as config/config.yaml does).
         """
         full = self.to_dict()
-        keys = keys if keys is not None else getattr(self, "_given_keys", None) or list(full)
+        keys = keys if keys is not None else self._given_keys or list(full)
         return {k: full[k] for k in keys}
 
 
-# --------------------------------------------------------------------------- loading
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    return getattr(tp, "__name__", str(tp))
+# --------------------------------------------------------------------------- errors
+_TYPE_WORDS = {
+    "int_type": "expected an integer",
+    "float_type": "expected a number",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping of keys",
+    "model_attributes_type": "expected a mapping of keys",
+}
 
 
-def _convert(value: Any, tp: Any, key: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for a in args:
-            if a is type(None):
-                continue
+def _unwrap(ann: Any) -> tuple[Any, bool]:
+    """(the annotation without ``| None`` and ``Annotated``, whether null is allowed)."""
+    nullable = False
+    if typing.get_origin(ann) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        nullable = len(args) < len(typing.get_args(ann))
+        ann = args[0] if len(args) == 1 else ann
+    if typing.get_origin(ann) is typing.Annotated:
+        ann = typing.get_args(ann)[0]
+    return ann, nullable
+
+
+def _walk(root: type, loc: tuple) -> tuple[Any, Any]:
+    """(annotation at ``loc``, FieldInfo when ``loc`` ends on a field) under the model ``root``."""
+    ann, info = root, None
+    for part in loc:
+        ann, _ = _unwrap(ann)
+        origin = typing.get_origin(ann)
+        if isinstance(ann, type) and issubclass(ann, BaseModel) and part in ann.model_fields:
+            info = ann.model_fields[part]
+            ann = info.annotation
+        elif origin is list and isinstance(part, int):
+            ann, info = typing.get_args(ann)[0], None
+        elif origin is dict:
+            ann, info = typing.get_args(ann)[1], None
+        else:
+            return None, None
+    return ann, info
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _num(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def range_text(bounds: dict[str, Any], nullable: bool = False) -> str:
+    """'must lie in [0, 1)' / 'must be at least 1' / 'must be 0 or more' / ..."""
+    lo_key = "ge" if "ge" in bounds else "gt" if "gt" in bounds else None
+    hi_key = "le" if "le" in bounds else "lt" if "lt" in bounds else None
+    if lo_key and hi_key:
+        text = (
+            f"must lie in {'[' if lo_key == 'ge' else '('}{_num(bounds[lo_key])}, "
+            f"{_num(bounds[hi_key])}{']' if hi_key == 'le' else ')'}"
+        )
+    elif lo_key == "ge":
+        text = (
+            "must be 0 or more" if bounds["ge"] == 0 else f"must be at least {_num(bounds['ge'])}"
+        )
+    elif lo_key == "gt":
+        text = f"must be greater than {_num(bounds['gt'])}"
+    elif hi_key == "le":
+        text = f"must be at most {_num(bounds['le'])}"
+    else:
+        text = f"must be less than {_num(bounds['lt'])}"
+    return text + (" (or null)" if nullable else "")
+
+
+def _bounds(info: Any) -> dict[str, Any]:
+    out = {}
+    for m in getattr(info, "metadata", ()):
+        for name, cls in (
+            ("ge", annotated_types.Ge),
+            ("gt", annotated_types.Gt),
+            ("le", annotated_types.Le),
+            ("lt", annotated_types.Lt),
+        ):
+            if isinstance(m, cls):
+                out[name] = getattr(m, name)
+    return out
+
+
+def _line(err: dict[str, Any], root: type, prefix: str) -> list[str]:
+    loc = tuple(err["loc"])
+    key = ".".join(p for p in (prefix, _dotted(loc)) if p) or "config"
+    kind, value, ctx = err["type"], err.get("input"), err.get("ctx") or {}
+    problem = ctx.get("error")
+    if isinstance(problem, Problems):
+        at = f"{key}." if loc or prefix else ""
+        return [f"{at}{k}: {m.replace('{at}', at)}" for k, m in problem.problems]
+    ann, info = _walk(root, loc)
+    leaf, nullable = _unwrap(ann)
+    if kind == "extra_forbidden":
+        parent, _ = _unwrap(_walk(root, loc[:-1])[0])
+        allowed = sorted(getattr(parent, "model_fields", {}))
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return [f"{key}: unknown key; allowed keys here: {', '.join(allowed)}{hint}"]
+    if kind == "literal_error":
+        args = typing.get_args(leaf) if typing.get_origin(leaf) is Literal else ()
+        allowed = ", ".join(repr(a) for a in args) or ctx.get("expected", "")
+        return [f"{key}: {value!r} is not allowed; allowed values: {allowed}"]
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return [f"{key}: {range_text(_bounds(info) or ctx, nullable)}, got {value!r}"]
+    if kind in ("too_short", "string_too_short"):
+        item = _unwrap(typing.get_args(leaf)[0])[0] if typing.get_origin(leaf) is list else None
+        if typing.get_origin(item) is Literal:
+            fix = "name at least one of " + ", ".join(repr(a) for a in typing.get_args(item))
+        else:
+            fix = f"give a value ({info.description})" if info else "give a value"
+        return [f"{key}: must not be empty, got {value!r}; {fix}"]
+    if kind == "string_pattern_mismatch":
+        return [f"{key}: {value!r} does not match {ctx.get('pattern')}; {info.description}"]
+    if kind in _TYPE_WORDS:
+        words = _TYPE_WORDS[kind] + (" or null" if nullable else "")
+        hint = ""
+        if kind == "float_type" and isinstance(value, str):
             try:
-                return _convert(value, a, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
-    if origin is Literal:
-        if value not in args:
-            allowed = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"{key}: {value!r} is not allowed; allowed values: {allowed}")
-        return value
-    if dataclasses.is_dataclass(tp):
-        return _from_dict(tp, value, key)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        return [_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return {str(k): _convert(v, args[1], f"{key}.{k}") for k, v in value.items()}
-    if tp is Any:
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported type {tp!r}")  # pragma: no cover
+                float(value)
+                hint = "; YAML reads a number such as 1e-4 as text: write 1.0e-4"
+            except ValueError:
+                pass
+        return [f"{key}: {words}, got {value!r}{hint}"]
+    message = str(problem) if problem is not None else err["msg"]
+    return [f"{key}: {message}, got {value!r}"]
 
 
-def _from_dict(cls: type, data: Any, prefix: str = "") -> Any:
-    where = prefix or "config"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        k = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(f"{k}: unknown key; allowed keys here: {', '.join(sorted(names))}")
-    kwargs = {}
-    for name in names & set(data):
-        key = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _convert(data[name], hints[name], key)
-    obj = cls(**kwargs)
-    _check(obj, prefix)
-    return obj
+def describe(error: ValidationError, root: type | None = None, prefix: str = "") -> str:
+    """One line per problem of a pydantic ValidationError: ``<dotted.key>: <what>, got ...``."""
+    root = root or Config
+    lines = []
+    for err in error.errors(include_url=False):
+        lines.extend(_line(err, root, prefix))
+    return "\n".join(dict.fromkeys(lines))
 
 
-def _check(obj: Any, prefix: str) -> None:
-    """Value checks beyond types (ranges, paths required by a choice)."""
+@functools.cache
+def _homes() -> dict[type, list[str]]:
+    out: dict[type, list[str]] = {}
 
-    def bad(name: str, msg: str) -> ConfigError:
-        return ConfigError(f"{prefix + '.' if prefix else ''}{name}: {msg}")
+    def visit(cls: type, at: str) -> None:
+        out.setdefault(cls, []).append(at)
+        for name, info in cls.model_fields.items():
+            ann, _ = _unwrap(info.annotation)
+            if typing.get_origin(ann) is dict:
+                ann, name = typing.get_args(ann)[1], f"{name}.<name>"
+            if isinstance(ann, type) and issubclass(ann, Section):
+                visit(ann, f"{at}.{name}" if at else name)
 
-    if isinstance(obj, OracleConfig):
-        for n in ("wrong_evidence_rate", "missing_evidence_rate"):
-            if not 0.0 <= getattr(obj, n) <= 1.0:
-                raise bad(n, f"must lie in [0, 1], got {getattr(obj, n)}")
-    if isinstance(obj, BackboneConfig) and obj.source == "path" and not obj.path:
-        raise bad("path", "source is 'path' but no local folder is given; set path or use tiny")
-    if isinstance(obj, BackboneConfig) and obj.path and looks_like_hub_id(obj.path):
-        # existence of real local folders is checked when the models stage runs
-        raise bad(
-            "path",
-            f"{obj.path!r} looks like a hub id; ume never downloads: download the model on a "
-            "machine with internet and give its local folder",
-        )
-    if isinstance(obj, TinyModelConfig):
-        if obj.hidden_size % obj.num_heads:
-            raise bad("hidden_size", "must be divisible by num_heads")
-        if obj.num_heads % obj.num_kv_heads:
-            raise bad("num_kv_heads", "must divide num_heads")
-    if isinstance(obj, EmbedderTrainConfig):
-        _check_train_embedder(obj, bad)
-    if isinstance(obj, SplitConfig) and obj.rl_per_dataset < 0:
-        raise bad("rl_per_dataset", f"must be 0 or more, got {obj.rl_per_dataset}")
-    if isinstance(obj, SourceDatasetConfig):
-        if obj.weight < 0:
-            raise bad("weight", f"must be 0 or more, got {obj.weight}")
-        if obj.cap is not None and obj.cap < 0:
-            raise bad("cap", f"must be 0 or more (or null: no cap), got {obj.cap}")
-    if isinstance(obj, RealSourcesConfig) and obj.num_frames < 1:
-        raise bad("num_frames", "must be at least 1")
-    if isinstance(obj, EvalConfig):
-        for kind in ("image", "video"):
-            lo, hi = getattr(obj, f"{kind}_min_tokens"), getattr(obj, f"{kind}_max_tokens")
-            if lo > hi:
-                raise bad(f"{kind}_min_tokens", f"{lo} is above {kind}_max_tokens ({hi})")
-        if not obj.suites:
-            raise bad("suites", "name at least one suite: synth, mmeb, uvrb")
-    for n in ("epochs",):
-        if hasattr(obj, n) and isinstance(getattr(obj, n), float) and getattr(obj, n) < 0:
-            raise bad(n, f"must be 0 or more, got {getattr(obj, n)}")
-    if isinstance(obj, SyntheticConfig):
-        for n in ("image_size", "doc_size", "num_frames", "train_pairs_per_dataset"):
-            if getattr(obj, n) < 1:
-                raise bad(n, "must be at least 1")
-        if obj.eval_candidates < 2:
-            raise bad("eval_candidates", "must be at least 2 (a positive and a distractor)")
-    if isinstance(obj, EvalConfig):
-        if not obj.ks or any(k < 1 for k in obj.ks):
-            raise bad("ks", f"must be a non-empty list of positive integers, got {obj.ks}")
-        for n in ("batch_size", "max_new_tokens", "num_frames"):
-            if getattr(obj, n) < 1:
-                raise bad(n, "must be at least 1")
-        if not obj.variants:
-            raise bad("variants", "name at least one variant, e.g. [main]")
-    if isinstance(obj, SFTConfig | EGRLConfig):
-        for n in ("learning_rate", "gradient_accumulation_steps", "save_steps"):
-            if getattr(obj, n) <= 0:
-                raise bad(n, f"must be positive, got {getattr(obj, n)}")
-    if isinstance(obj, EGRLConfig):
-        _check_egrl(obj, bad)
-    if isinstance(obj, Config) and not obj.run.replace("-", "").replace("_", "").isalnum():
-        raise bad("run", f"{obj.run!r}: use letters, digits, '-' and '_' (it names a folder)")
+    visit(Config, "")
+    return out
 
 
-def _check_train_embedder(t: EmbedderTrainConfig, bad) -> None:
-    for n in ("global_batch_size", "sub_batch_size", "gradcache_chunk_size", "save_steps"):
-        if getattr(t, n) < 1:
-            raise bad(n, f"must be at least 1, got {getattr(t, n)}")
-    if t.global_batch_size % t.sub_batch_size:
-        raise bad(
-            "global_batch_size",
-            f"{t.global_batch_size} is not a multiple of sub_batch_size {t.sub_batch_size}",
-        )
-    if t.temperature <= 0:
-        raise bad("temperature", f"must be > 0, got {t.temperature}")
-    for n in ("max_video_sub_batches", "dataloader_workers", "max_grad_norm", "warmup_steps"):
-        if getattr(t, n) < 0:
-            raise bad(n, f"must be >= 0, got {getattr(t, n)}")
-    if t.max_steps is not None and t.max_steps < 1:
-        raise bad("max_steps", "must be at least 1 or null (run the epochs)")
+def _home(cls: type) -> str:
+    """The dotted key of a section that sits in one place (else its class name)."""
+    homes = _homes().get(cls, [])
+    return homes[0] if len(homes) == 1 else cls.__name__
 
 
-def _check_egrl(g: EGRLConfig, bad) -> None:
-    if g.num_generations < 2:
-        raise bad("num_generations", "GRPO needs at least 2 rollouts per group")
-    for n in ("per_device_batch_size", "hard_negatives", "max_completion_length"):
-        if getattr(g, n) < 1:
-            raise bad(n, f"must be at least 1, got {getattr(g, n)}")
-    if (g.use_outcome_reward or g.use_process_reward) and g.per_device_batch_size < 2:
-        raise bad(
-            "per_device_batch_size",
-            "the outcome and process rewards compare a pair with the step's other pairs "
-            "(in-batch negatives): give at least 2 pairs per device step",
-        )
-    if g.outcome_tau <= 0:
-        raise bad("outcome_tau", f"must be positive, got {g.outcome_tau}")
-    if g.heldout_pairs_per_dataset < 0:
-        raise bad("heldout_pairs_per_dataset", "must be 0 or more")
-    if g.preset in EGRL_PRESETS:
-        for key, want in EGRL_PRESETS[g.preset].items():
-            if getattr(g, key) != want:
-                raise bad(
-                    key,
-                    f"{getattr(g, key)!r} contradicts egrl.preset {g.preset!r} (which uses "
-                    f"{want!r}); layer config/ablations/{g.preset}.yaml to get every value of "
-                    "the preset, or set egrl.preset: custom to mix",
-                )
-    if g.use_vllm and g.vllm_mode == "server" and not g.vllm_server_url:
-        raise bad("vllm_server_url", "vllm_mode is 'server' but no server URL is given")
-
-
-def config_from_dict(data: dict[str, Any]) -> Config:
-    return _from_dict(Config, data)
+# --------------------------------------------------------------------------- loading
+def config_from_dict(data: dict[str, Any] | None) -> Config:
+    """The checked Config of a (merged) mapping; defaults fill what it does not give."""
+    try:
+        return Config.model_validate({} if data is None else data)
+    except ValidationError as e:
+        raise ConfigError(describe(e, Config)) from None
 
 
 def load_config(*paths: str | Path, overrides: dict[str, Any] | None = None) -> Config:
@@ -679,7 +1138,11 @@ def load_config(*paths: str | Path, overrides: dict[str, Any] | None = None) -> 
         if not p.exists():
             raise ConfigError(f"{p}: config file not found")
         try:
-            data = yaml.safe_load(p.read_text()) or {}
+            # JSON by its own parser: YAML 1.1 reads JSON's 1e-05 as text (stage slices hold it)
+            text = p.read_text()
+            data = (json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)) or {}
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{p}: not valid JSON: {e}") from e
         except yaml.YAMLError as e:
             raise ConfigError(f"{p}: not valid YAML: {e}") from e
         if not isinstance(data, dict):
@@ -691,8 +1154,9 @@ def load_config(*paths: str | Path, overrides: dict[str, Any] | None = None) -> 
         cfg = config_from_dict(merged)
     except ConfigError as e:
         where = ", ".join(str(p) for p in paths) or "config"
-        raise ConfigError(f"{where}: {e}") from None
-    cfg._given_keys = list(merged)  # not a field: remembers which sections the files held
+        raise ConfigError("\n".join(f"{where}: {line}" for line in str(e).splitlines())) from None
+    # a stage's slice (no run name: written by the workflow) records only its sections
+    cfg._given_keys = None if "run" in merged else list(merged)
     return cfg
 
 
@@ -706,56 +1170,33 @@ def deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- schema
-def _schema_of(tp: Any, doc: str | None = None, default: Any = dataclasses.MISSING) -> dict:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    s: dict[str, Any]
-    if origin in (typing.Union, types.UnionType):
-        s = {"anyOf": [_schema_of(a) for a in args]}
-    elif origin is Literal:
-        s = {"enum": list(args)}
-    elif dataclasses.is_dataclass(tp):
-        s = json_schema(tp)
-    elif origin is list:
-        s = {"type": "array", "items": _schema_of(args[0])}
-    elif origin is dict:
-        s = {"type": "object", "additionalProperties": _schema_of(args[1])}
-    elif tp is type(None):
-        s = {"type": "null"}
-    else:
-        s = {
-            bool: {"type": "boolean"},
-            int: {"type": "integer"},
-            float: {"type": "number"},
-            str: {"type": "string"},
-        }.get(tp, {})
-    if doc:
-        s["description"] = doc
-    if default is not dataclasses.MISSING and not dataclasses.is_dataclass(tp):
-        s["default"] = default
-    return s
-
-
-def json_schema(cls: type = Config) -> dict[str, Any]:
-    """The JSON schema (draft 2020-12 subset) of a config dataclass, with docs and defaults."""
-    hints = typing.get_type_hints(cls)
-    props = {}
-    for f in dataclasses.fields(cls):
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:  # pragma: no cover
-            default = dataclasses.MISSING
-        props[f.name] = _schema_of(hints[f.name], f.metadata.get("doc"), default)
-    out = {"type": "object", "properties": props, "additionalProperties": False}
-    if cls is Config:
-        out = {
-            "$schema": "https://json-schema.org/draft/2020-12/schema",
-            "title": "ume config",
-        } | out
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """The schema with every ``$ref`` replaced by its definition (a reader sees each key
+    where it sits) and without pydantic's titles."""
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {}
+    if "$ref" in node:
+        out = _inline(defs[node["$ref"].rsplit("/", 1)[1]], defs)
+    for k, v in node.items():
+        if k not in ("$ref", "$defs") and not (k == "title" and isinstance(v, str)):
+            out[k] = _inline(v, defs)
     return out
 
 
+def json_schema() -> dict[str, Any]:
+    """The JSON schema (draft 2020-12) of the config: descriptions, defaults, ranges, and the
+    keys a choice requires (``allOf`` of ``if``/``then``). For editors and readers: loading
+    checks with the models themselves."""
+    schema = Config.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "ume config",
+        "description": "generated from ume/config.py by `python -m ume schema`; do not edit",
+    } | _inline(schema, schema.get("$defs", {}))
+
+
 def schema_text() -> str:
-    return json.dumps(json_schema(Config), indent=2, default=str) + "\n"
+    return json.dumps(json_schema(), indent=2, default=str) + "\n"

@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import replace
 
 import pytest
 import torch
@@ -41,7 +40,9 @@ def run(tmp_path_factory, repo):
         train_embedder(cfg, root / "contrastive.parquet", backbone, root / "out", root / "ckpt")
         wall = time.time() - t0
         heldout = annotated_synthetic_pairs(
-            cfg, root / "heldout", replace(cfg.data.synthetic, seed=7, train_pairs_per_dataset=16)
+            cfg,
+            root / "heldout",
+            cfg.data.synthetic.model_copy(update={"seed": 7, "train_pairs_per_dataset": 16}),
         )
         scores = {
             ("untrained", "full"): pair_retrieval(

@@ -83,7 +83,7 @@ def test_oracle_error_rates_are_honoured_and_deterministic():
 
 
 def test_oracle_judge_flags_conflicting_answers():
-    ann = OracleAnnotator(OracleConfig(0.0, 0.0))
+    ann = OracleAnnotator(OracleConfig(wrong_evidence_rate=0.0, missing_evidence_rate=0.0))
     red = ann.tcot(
         [Item("text", text="a red circle", gt={"description": "a red circle"})], ["query"]
     )[0]
@@ -215,7 +215,9 @@ def test_annotate_filter_split_stages_write_counts(tmp_path):
     assert "ds_c" not in set(con["dataset"])
     assert not set(con["pair_id"]) & set(rl["pair_id"])  # disjoint
     assert len(con) == 5 + 6 - 4
-    cfg2 = config_from_dict({"split": {"rule": "overlap", "rl_per_dataset": 2}})
+    cfg2 = config_from_dict(
+        {"split": {"rule": "overlap", "rl_per_dataset": 2, "exclude_from_contrastive": []}}
+    )
     con2, rl2 = split_pairs(
         cfg2, tmp_path / "filter/f.parquet", tmp_path / "s2/c.parquet", tmp_path / "s2/r.parquet"
     )
@@ -255,7 +257,8 @@ def test_oracle_conflicting_annotations_are_caught_by_the_oracle_judge():
     items = [
         Item("text", text=f"q{i}", gt={"description": "a red circle at the top"}) for i in range(40)
     ]
-    clean = OracleAnnotator(OracleConfig(0.0, 0.0)).tcot(items, ["query"] * 40)
+    exact = OracleConfig(wrong_evidence_rate=0.0, missing_evidence_rate=0.0)
+    clean = OracleAnnotator(exact).tcot(items, ["query"] * 40)
     noisy = ann.tcot(items, ["candidate"] * 40)
     verdicts = ann.judge(list(zip(clean, noisy, strict=True)))
     assert 10 < ann.counts["conflicting_answer"] < 30

@@ -1,4 +1,5 @@
-"""Every shipped config loads; bad keys and values stop with a message naming key and choices."""
+"""Every shipped config loads; the models' defaults are the embedded default; bad keys and values
+stop with one line per problem naming the key and how to fix it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,17 @@ import jsonschema
 import pytest
 import yaml
 
-from ume.config import Config, config_from_dict, json_schema, load_config, schema_text
+from ume.config import (
+    Config,
+    EGRLConfig,
+    LoraConfig,
+    SourceDatasetConfig,
+    TinyModelConfig,
+    config_from_dict,
+    json_schema,
+    load_config,
+    schema_text,
+)
 from ume.errors import ConfigError
 
 pytestmark = pytest.mark.unit
@@ -19,16 +30,32 @@ def shipped_configs(repo):
     return sorted((repo / "config").rglob("*.yaml"))
 
 
-def test_every_shipped_config_loads_on_top_of_the_default(repo):
+def ablations(repo):
+    return sorted((repo / "config/ablations").glob("*.yaml"))
+
+
+def test_every_shipped_config_loads_on_top_of_the_default_and_of_paper(repo):
     files = shipped_configs(repo)
     assert any(f.name == "paper.yaml" for f in files)
-    base = repo / "config" / "config.yaml"
+    base, paper = repo / "config/config.yaml", repo / "config/paper.yaml"
     for f in files:
         cfg = load_config(base, f) if f != base else load_config(base)
         assert isinstance(cfg, Config)
-        # and each also passes the JSON schema that the Snakefile validates against
-        data = yaml.safe_load(f.read_text())
-        jsonschema.validate(data, json_schema())
+        # and each passes the generated JSON schema that editors use
+        jsonschema.validate(yaml.safe_load(f.read_text()), json_schema())
+    for f in ablations(repo):
+        assert load_config(base, paper, f).run == yaml.safe_load(f.read_text())["run"]
+
+
+def test_the_models_defaults_are_the_embedded_default(repo):
+    assert load_config(repo / "config/config.yaml") == config_from_dict({}) == Config()
+    cfg = Config()
+    assert (cfg.train_embedder.global_batch_size, cfg.train_embedder.max_steps) == (32, 30)
+    assert (cfg.sft.lora.enabled, cfg.egrl.lora.enabled, cfg.models.annotator.family) == (
+        False,
+        True,
+        "qwen2_vl",
+    )
 
 
 def test_paper_preset_carries_the_method_hyperparameters(repo):
@@ -64,11 +91,29 @@ def test_schema_file_is_current(repo):
     assert (repo / "workflow/schemas/config.schema.json").read_text() == schema_text()
 
 
-def test_schema_has_descriptions_and_defaults():
-    props = json_schema()["properties"]
+def test_schema_has_descriptions_defaults_ranges_and_requirements():
+    schema = json_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    props = schema["properties"]
     leaf = props["data"]["properties"]["synthetic"]["properties"]["image_size"]
-    assert leaf["default"] == 64 and leaf["description"]
+    assert leaf["default"] == 64 and leaf["description"] and leaf["minimum"] == 1
     assert props["annotate"]["properties"]["backend"]["enum"] == ["oracle", "hf", "server"]
+    lora = props["train_embedder"]["properties"]["lora"]["properties"]
+    assert lora["dropout"] == {
+        "default": 0.05,
+        "description": "LoRA dropout",
+        "minimum": 0,
+        "exclusiveMaximum": 1,
+        "type": "number",
+    }
+    assert "paper: 64" in lora["r"]["description"]
+    # a place whose defaults differ from its class's says so
+    assert props["sft"]["properties"]["lora"]["default"]["enabled"] is False
+    pw = props["egrl"]["properties"]["process_weight"]
+    assert pw["default"] == 0.8 and "paper 0.8, release 0.2" in pw["description"]
+    # a key required by a choice is in the schema, so editors flag it
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"annotate": {"backend": "server"}}, schema)
 
 
 @pytest.mark.parametrize(
@@ -82,15 +127,26 @@ def test_schema_has_descriptions_and_defaults():
             {"data": {"synthetic": {"image_sise": 3}}},
             "data.synthetic.image_sise: unknown key; allowed keys here:",
         ),
+        ({"data": {"synthetic": {"image_sise": 3}}}, "(did you mean 'image_size'?)"),
         (
             {"data": {"synthetic": {"image_size": "big"}}},
-            "data.synthetic.image_size: expected an integer",
+            "data.synthetic.image_size: expected an integer, got 'big'",
+        ),
+        # no silent coercion: "3" is text, 1.5 is not an integer
+        ({"sft": {"batch_size": "3"}}, "sft.batch_size: expected an integer, got '3'"),
+        ({"sft": {"batch_size": 1.5}}, "sft.batch_size: expected an integer, got 1.5"),
+        (
+            {"sft": {"learning_rate": "1e-4"}},
+            "sft.learning_rate: expected a number, got '1e-4'; YAML reads",
         ),
         (
             {"annotate": {"oracle": {"wrong_evidence_rate": 1.5}}},
-            "annotate.oracle.wrong_evidence_rate: must lie in [0, 1]",
+            "annotate.oracle.wrong_evidence_rate: must lie in [0, 1], got 1.5",
         ),
-        ({"models": {"embedder": {"source": "path"}}}, "models.embedder.path: source is 'path'"),
+        (
+            {"models": {"embedder": {"source": "path"}}},
+            "models.embedder.path: required when models.embedder.source is 'path', got null",
+        ),
         (
             {"models": {"reasoner": {"source": "path", "path": "Qwen/Qwen3-VL-8B-Instruct"}}},
             "looks like a hub id",
@@ -115,6 +171,35 @@ def test_schema_has_descriptions_and_defaults():
             "egrl.per_device_batch_size: the outcome and process rewards compare",
         ),
         ({"models": {"embedder": {"path": "Qwen/Qwen3-VL-2B"}}}, "looks like a hub id"),
+        # issue 14: values that used to pass validation and crash later
+        ({"sft": {"batch_size": -2}}, "sft.batch_size: must be at least 1, got -2"),
+        ({"annotate": {"hf": {"batch_size": 0}}}, "annotate.hf.batch_size: must be at least 1"),
+        ({"train_embedder": {"lora": {"r": 0}}}, "train_embedder.lora.r: must be at least 1"),
+        ({"egrl": {"embed_batch_size": 0}}, "egrl.embed_batch_size: must be at least 1"),
+        ({"sft": {"max_steps": 0}}, "sft.max_steps: must be at least 1 (or null), got 0"),
+        ({"eval": {"ks": [1, 0]}}, "eval.ks[1]: must be at least 1, got 0"),
+        (
+            {"eval": {"suites": []}},
+            "eval.suites: must not be empty, got []; name at least one of 'synth', 'mmeb', 'uvrb'",
+        ),
+        (
+            {"annotate": {"backend": "server"}},
+            "annotate.server.url: required when annotate.backend is 'server', got null; give",
+        ),
+        (
+            {"annotate": {"backend": "server", "server": {"url": "http://h:1/v1"}}},
+            "annotate.server.model: required when annotate.backend is 'server'",
+        ),
+        (
+            {"models": {"tiny": {"hidden_size": 60, "num_heads": 8}}},
+            "models.tiny.num_heads: 8 does not divide hidden_size (60)",
+        ),
+        (
+            {"data": {"source": "real"}},
+            "data.real.datasets: required when data.source is 'real', got {}",
+        ),
+        ({"egrl": {"preset": "paper_v2"}}, "egrl.preset: 'paper_v2' is not allowed"),
+        ({"data": 3}, "data: expected a mapping of keys, got 3"),
     ],
 )
 def test_bad_values_name_key_and_choices(data, needle):
@@ -123,11 +208,69 @@ def test_bad_values_name_key_and_choices(data, needle):
     assert needle in str(e.value)
 
 
+def test_every_problem_is_reported_on_its_own_line():
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(
+            {"sft": {"batch_size": 0, "max_steps": 0}, "eval": {"suites": ["x"]}, "nope": 1}
+        )
+    lines = str(e.value).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "sft.max_steps",
+        "sft.batch_size",
+        "eval.suites[0]",
+        "nope",
+    ]
+
+
+def test_direct_construction_is_checked_and_names_the_key():
+    with pytest.raises(ConfigError, match=r"^models\.tiny\.num_heads: 8 does not divide"):
+        TinyModelConfig(hidden_size=60, num_heads=8)
+    with pytest.raises(ConfigError, match=r"^LoraConfig\.r: must be at least 1"):
+        LoraConfig(r=0)  # used in three places: named by its class
+    with pytest.raises(ConfigError, match=r"data\.real\.datasets\.<name>\.cap: must be 0 or more"):
+        SourceDatasetConfig(cap=-1)
+    assert EGRLConfig(epochs=3).epochs == 3.0 and isinstance(EGRLConfig(epochs=3).epochs, float)
+
+
+def test_a_place_keeps_its_own_defaults_when_some_keys_are_given():
+    cfg = config_from_dict(
+        {"sft": {"lora": {"r": 4}}, "models": {"annotator": {"dtype": "bfloat16"}}}
+    )
+    assert (cfg.sft.lora.enabled, cfg.sft.lora.r) == (False, 4)
+    assert (cfg.models.annotator.family, cfg.models.annotator.dtype) == ("qwen2_vl", "bfloat16")
+    assert config_from_dict({"sft": {"lora": {"enabled": True}}}).sft.lora.enabled is True
+
+
+def test_computed_helpers():
+    cfg = config_from_dict({"results_dir": "out"})
+    assert (cfg.eval_cache_dir, cfg.filter_backend) == ("out/cache", "oracle")
+    cfg = config_from_dict(
+        {
+            "eval": {"cache_dir": "/shared/cache"},
+            "annotate": {"backend": "hf"},
+            "filter": {"backend": "same"},
+        }
+    )
+    assert (cfg.eval_cache_dir, cfg.filter_backend) == ("/shared/cache", "hf")
+    assert config_from_dict({"filter": {"backend": "oracle"}}).filter_backend == "oracle"
+
+
+def test_sections_of_a_run_config_and_of_a_stage_slice(tmp_path, repo):
+    run = load_config(repo / "config/config.yaml")
+    assert list(run.sections()) == list(Config.model_fields)
+    stage = tmp_path / "split.json"
+    stage.write_text(json.dumps(run.sections(["seed", "split"])))
+    assert list(load_config(stage).sections()) == ["seed", "split"]
+
+
 def test_load_config_names_the_file(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("annotate:\n  backend: nope\n")
-    with pytest.raises(ConfigError, match=re.escape("bad.yaml: annotate.backend")):
+    bad.write_text("annotate:\n  backend: nope\nsft:\n  batch_size: 0\n")
+    with pytest.raises(ConfigError) as e:
         load_config(bad)
+    lines = str(e.value).splitlines()
+    assert len(lines) == 2 and all(line.startswith(f"{bad}: ") for line in lines)
+    assert re.search(re.escape("bad.yaml: annotate.backend"), lines[0])
     broken = tmp_path / "broken.yaml"
     broken.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match=re.escape("broken.yaml: not valid YAML")):
@@ -137,7 +280,7 @@ def test_load_config_names_the_file(tmp_path):
 
 
 def test_round_trip_through_json(tmp_path, repo):
-    cfg = load_config(repo / "config/config.yaml")
+    cfg = load_config(repo / "config/config.yaml", repo / "config/paper.yaml")
     p = tmp_path / "c.json"
     p.write_text(json.dumps(cfg.to_dict()))
     assert load_config(p) == cfg

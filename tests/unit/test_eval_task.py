@@ -185,7 +185,13 @@ def test_no_egrl_with_one_server_is_refused():
 
     cfg = load_config(
         "config/config.yaml",
-        overrides={"eval": {"reasoner_backend": "server", "variants": ["main", "no_egrl"]}},
+        overrides={
+            "eval": {
+                "reasoner_backend": "server",
+                "server": {"url": "http://127.0.0.1:9/v1", "model": "m"},
+                "variants": ["main", "no_egrl"],
+            }
+        },
     )
     with pytest.raises(ConfigError, match="no_egrl needs the Reasoner before EG-RL"):
         load_models(cfg, ["main", "no_egrl"], None, None, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -48,7 +47,7 @@ def real(tmp_path_factory) -> RealSourcesConfig:
 
 
 def _with(real: RealSourcesConfig, **datasets: SourceDatasetConfig) -> RealSourcesConfig:
-    return dataclasses.replace(real, datasets=datasets)
+    return real.model_copy(update={"datasets": datasets})
 
 
 def _files(root: str | Path) -> set[str]:
@@ -111,7 +110,7 @@ def test_mmeb_rows_keep_text_and_resolve_images_against_the_image_root(real, tmp
     # a separate image root (mmeb_train_image_root) is honoured
     moved = tmp_path / "imgs"
     os.symlink(real.mmeb_train_root, moved)
-    other = dataclasses.replace(real, mmeb_train_image_root=str(moved))
+    other = real.model_copy(update={"mmeb_train_image_root": str(moved)})
     assert load_source("NIGHTS", other).df.iloc[3]["qry_image"].startswith(str(moved))
     # only the 'original' split is read (diverse_instruction holds 1 row beside it)
     assert load_source("OK-VQA", real).total_before_cap == 6
@@ -251,10 +250,10 @@ def test_unknown_dataset_names_the_key_and_the_known_names(real, tmp_path):
     ],
 )
 def test_missing_root_names_the_key(name, key, real, tmp_path):
-    unset = dataclasses.replace(real, **{key: None})
+    unset = real.model_copy(update={key: None})
     with pytest.raises(ConfigError, match=rf"data\.real\.{key} is not set; set it to a local copy"):
         load_source(name, unset, extract_dir=tmp_path)
-    gone = dataclasses.replace(real, **{key: str(tmp_path / "nowhere")})
+    gone = real.model_copy(update={key: str(tmp_path / "nowhere")})
     with pytest.raises(ConfigError, match=rf"data\.real\.{key} = .*nowhere.*no such folder"):
         load_source(name, gone, extract_dir=tmp_path)
 
@@ -263,9 +262,9 @@ def test_bad_config_values(real):
     with pytest.raises(ConfigError, match=r"data\.on_bad_item"):
         load_source("NIGHTS", real, on_bad_item="ignore")
     with pytest.raises(ConfigError, match=r"data\.real\.datasets\.NIGHTS\.cap"):
-        load_source("NIGHTS", _with(real, NIGHTS=SourceDatasetConfig(cap=-1)))
+        load_source("NIGHTS", _with(real, NIGHTS=SourceDatasetConfig.model_construct(cap=-1)))
     with pytest.raises(ConfigError, match=r"data\.real\.mmeb_train_image_root"):
-        load_source("NIGHTS", dataclasses.replace(real, mmeb_train_image_root="/no/such/dir"))
+        load_source("NIGHTS", real.model_copy(update={"mmeb_train_image_root": "/no/such/dir"}))
 
 
 # --------------------------------------------------------------------------- bad items

@@ -243,7 +243,8 @@ def test_resolve_path_errors_name_the_key(built, tmp_path):
     with pytest.raises(ConfigError, match=r"models\.embedder\.path"):
         resolve_backbone("embedder", missing, None)
 
-    hub = BackboneConfig(source="path", path="Qwen/Qwen3-VL-8B-Instruct")
+    # the config refuses these itself; resolve_backbone keeps its own guard
+    hub = BackboneConfig.model_construct(source="path", path="Qwen/Qwen3-VL-8B-Instruct")
     with pytest.raises(OfflineError, match=r"models\.reasoner\.path.*never downloads"):
         resolve_backbone("reasoner", hub, None)
 
@@ -252,7 +253,7 @@ def test_resolve_path_errors_name_the_key(built, tmp_path):
     with pytest.raises(ConfigError, match=r"models\.annotator\.path.*config\.json"):
         resolve_backbone("annotator", empty, None)
 
-    none = BackboneConfig(source="path", path=None)
+    none = BackboneConfig.model_construct(source="path", path=None)
     with pytest.raises(ConfigError, match=r"models\.embedder\.path"):
         resolve_backbone("embedder", none, None)
 

@@ -462,8 +462,6 @@ def build_tiny(family: Family, cfg: TinyModelConfig | None, out_dir: str | Path)
     The folder is written atomically (a half-built folder never appears) and holds a
     ``ume_tiny.json`` describing what was built. Same ``cfg`` (seed included) -> identical files.
     """
-    import dataclasses
-
     cfg = cfg or TinyModelConfig()
     from transformers.utils import logging as hf_logging
 
@@ -483,7 +481,7 @@ def build_tiny(family: Family, cfg: TinyModelConfig | None, out_dir: str | Path)
             "family": family,
             "model_class": type(model).__name__,
             "processor_class": type(processor).__name__,
-            "tiny": dataclasses.asdict(cfg),
+            "tiny": cfg.model_dump(),
             "num_parameters": n_params,
             "vocab_size": len(processor.tokenizer),
             "special_tokens": {
