@@ -42,7 +42,11 @@ def cmd_schema(args) -> int:
 
 def cmd_validate(args) -> int:
     cfg = _config(args)
-    print(f"ok: run {cfg.run!r} -> {cfg.run_dir}")
+    if args.show:  # every key, defaults filled: what the files leave out is the typed default
+        import yaml
+
+        sys.stdout.write(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    print(f"ok: run {cfg.run!r} -> {cfg.run_dir}", file=sys.stderr if args.show else sys.stdout)
     return 0
 
 
@@ -249,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--check", metavar="FILE", help="exit 1 if FILE differs from the schema")
     sp.set_defaults(fn=cmd_schema)
 
-    stage("validate", cmd_validate, "load and check config files")
+    sp = stage("validate", cmd_validate, "load and check config files")
+    sp.add_argument("--show", action="store_true", help="print the resolved config as YAML")
     sp = add_launch_options(
         stage("models", cmd_models, "build tiny models / record local backbones")
     )

@@ -1,5 +1,5 @@
-"""Every shipped config loads; the models' defaults are the embedded default; bad keys and values
-stop with one line per problem naming the key and how to fix it."""
+"""Every shipped config loads; one source for each default; overlays state only what differs;
+bad keys and values stop with one line per problem naming the key and how to fix it."""
 
 from __future__ import annotations
 
@@ -34,6 +34,18 @@ def ablations(repo):
     return sorted((repo / "config/ablations").glob("*.yaml"))
 
 
+def leaves(d, prefix=""):
+    """Dotted key -> value of a nested mapping (a mapping under data.real.datasets is a leaf)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and key != "data.real.datasets":
+            out.update(leaves(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
 def test_every_shipped_config_loads_on_top_of_the_default_and_of_paper(repo):
     files = shipped_configs(repo)
     assert any(f.name == "paper.yaml" for f in files)
@@ -48,6 +60,8 @@ def test_every_shipped_config_loads_on_top_of_the_default_and_of_paper(repo):
 
 
 def test_the_models_defaults_are_the_embedded_default(repo):
+    # config/config.yaml names the run and nothing else: every default lives in ume/config.py
+    assert yaml.safe_load((repo / "config/config.yaml").read_text()) == {"run": "default"}
     assert load_config(repo / "config/config.yaml") == config_from_dict({}) == Config()
     cfg = Config()
     assert (cfg.train_embedder.global_batch_size, cfg.train_embedder.max_steps) == (32, 30)
@@ -56,6 +70,19 @@ def test_the_models_defaults_are_the_embedded_default(repo):
         True,
         "qwen2_vl",
     )
+
+
+def test_overlays_hold_only_what_differs(repo):
+    base = load_config(repo / "config/config.yaml").to_dict()
+    paper = load_config(repo / "config/config.yaml", repo / "config/paper.yaml").to_dict()
+    flat_base, flat_paper = leaves(base), leaves(paper)
+    for key, value in leaves(yaml.safe_load((repo / "config/paper.yaml").read_text())).items():
+        assert flat_base[key] != value, f"paper.yaml: {key} restates the default {value!r}"
+    for f in ablations(repo):  # an ablation is layered on either
+        if f.name == "release.yaml":
+            continue  # restates every value of its EG-RL preset, as the preset check asks
+        for key, value in leaves(yaml.safe_load(f.read_text())).items():
+            assert value != flat_base[key] or value != flat_paper[key], f"{f.name}: {key}"
 
 
 def test_paper_preset_carries_the_method_hyperparameters(repo):
@@ -284,3 +311,12 @@ def test_round_trip_through_json(tmp_path, repo):
     p = tmp_path / "c.json"
     p.write_text(json.dumps(cfg.to_dict()))
     assert load_config(p) == cfg
+
+
+def test_validate_show_prints_every_resolved_key(repo, capsys):
+    from ume.cli import main
+
+    files = [str(repo / "config/config.yaml"), str(repo / "config/paper.yaml")]
+    assert main(["validate", "--config", *files, "--show"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown == load_config(*files).to_dict()
