@@ -573,11 +573,20 @@ EGRL_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
 def preset_key(key: str, doc: str, **bounds: Any) -> Any:
-    """A preset-dependent EG-RL key: the paper's value by default; under egrl.preset paper or
-    release it must hold that preset's value."""
+    """A preset-dependent EG-RL key: its default is egrl.preset's value (``EGRLConfig`` fills
+    it in before the fields are checked)."""
     values = ", ".join(f"{p} {_yaml(v[key])}" for p, v in EGRL_PRESETS.items())
-    return Field(EGRL_PRESETS["paper"][key], description=f"{doc} ({values})", **bounds)
+    return Field(
+        None,
+        description=f"{doc}; default: egrl.preset's value ({values}; custom: paper)",
+        json_schema_extra=_drop_default,
+        **bounds,
+    )
 
 
 class EGRLConfig(Section):
@@ -585,8 +594,10 @@ class EGRLConfig(Section):
     preset: Literal["paper", "release", "custom"] = Field(
         "paper",
         description="reward formulas and weights of the paper or of its code release "
-        "(method.md); the preset-dependent keys must then hold that preset's values "
-        "(config/ablations/release.yaml sets them all); 'custom' allows any mix",
+        "(method.md), applied as a layer: the preset-dependent keys (format_weight, "
+        "process_weight, outcome_weight, format_variant, outcome_acc, process_value, "
+        "shuffle_candidates) take its values, and giving one of them another value is an "
+        "error; 'custom' starts from the paper's values and allows any mix",
     )
     num_generations: int = Field(
         4, ge=2, description="group size G: rollouts per query and per positive (paper: 8)"
@@ -721,14 +732,23 @@ class EGRLConfig(Section):
         ),
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        """The preset as a layer under the given keys (contradictions: ``_cross_checks``)."""
+        if isinstance(data, dict):
+            preset = data.get("preset", "paper")
+            data = {**EGRL_PRESETS.get(preset, EGRL_PRESETS["paper"]), **data}
+        return data
+
     def _cross_checks(self):
         for key, want in EGRL_PRESETS.get(self.preset, {}).items():
             if getattr(self, key) != want:
                 yield (
                     key,
                     f"{_yaml(getattr(self, key))} contradicts egrl.preset {self.preset!r} (which "
-                    f"uses {_yaml(want)}); layer config/ablations/{self.preset}.yaml to get every "
-                    "value of the preset, or set egrl.preset: custom to mix",
+                    f"uses {_yaml(want)}); leave the key out to take the preset's value, or set "
+                    "egrl.preset: custom to mix",
                 )
         if (self.use_outcome_reward or self.use_process_reward) and self.per_device_batch_size < 2:
             yield (

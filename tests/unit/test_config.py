@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from ume.config import (
+    EGRL_PRESETS,
     Config,
     EGRLConfig,
     LoraConfig,
@@ -79,8 +80,6 @@ def test_overlays_hold_only_what_differs(repo):
     for key, value in leaves(yaml.safe_load((repo / "config/paper.yaml").read_text())).items():
         assert flat_base[key] != value, f"paper.yaml: {key} restates the default {value!r}"
     for f in ablations(repo):  # an ablation is layered on either
-        if f.name == "release.yaml":
-            continue  # restates every value of its EG-RL preset, as the preset check asks
         for key, value in leaves(yaml.safe_load(f.read_text())).items():
             assert value != flat_base[key] or value != flat_paper[key], f"{f.name}: {key}"
 
@@ -136,8 +135,9 @@ def test_schema_has_descriptions_defaults_ranges_and_requirements():
     assert "paper: 64" in lora["r"]["description"]
     # a place whose defaults differ from its class's says so
     assert props["sft"]["properties"]["lora"]["default"]["enabled"] is False
+    # a preset-dependent key has no fixed default: the description names the presets' values
     pw = props["egrl"]["properties"]["process_weight"]
-    assert pw["default"] == 0.8 and "paper 0.8, release 0.2" in pw["description"]
+    assert "default" not in pw and "paper 0.8, release 0.2" in pw["description"]
     # a key required by a choice is in the schema, so editors flag it
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"annotate": {"backend": "server"}}, schema)
@@ -266,6 +266,27 @@ def test_a_place_keeps_its_own_defaults_when_some_keys_are_given():
     assert (cfg.sft.lora.enabled, cfg.sft.lora.r) == (False, 4)
     assert (cfg.models.annotator.family, cfg.models.annotator.dtype) == ("qwen2_vl", "bfloat16")
     assert config_from_dict({"sft": {"lora": {"enabled": True}}}).sft.lora.enabled is True
+
+
+def test_egrl_preset_is_a_layer(repo):
+    release = config_from_dict({"egrl": {"preset": "release"}}).egrl
+    assert {k: getattr(release, k) for k in EGRL_PRESETS["release"]} == EGRL_PRESETS["release"]
+    paper = config_from_dict({}).egrl
+    assert {k: getattr(paper, k) for k in EGRL_PRESETS["paper"]} == EGRL_PRESETS["paper"]
+    # custom starts from the paper's values and takes any mix
+    mixed = config_from_dict({"egrl": {"preset": "custom", "outcome_acc": "fraction_half"}}).egrl
+    assert (mixed.outcome_acc, mixed.process_value) == ("fraction_half", "one")
+    # restating a preset's own value is fine; contradicting it names the key and the way out
+    assert config_from_dict({"egrl": {"preset": "release", "process_weight": 0.2}})
+    with pytest.raises(ConfigError) as e:
+        config_from_dict({"egrl": {"preset": "release", "process_weight": 0.8}})
+    assert str(e.value) == (
+        "egrl.process_weight: 0.8 contradicts egrl.preset 'release' (which uses 0.2); leave the "
+        "key out to take the preset's value, or set egrl.preset: custom to mix"
+    )
+    # the resolved values of a preset load again (stage slices hold them)
+    cfg = load_config(repo / "config/config.yaml", repo / "config/ablations/release.yaml")
+    assert config_from_dict(cfg.to_dict()) == cfg
 
 
 def test_computed_helpers():
