@@ -169,7 +169,7 @@ def _location_overrides(cls: type[Section]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def section(cls: type[Section], doc: str, **here: Any) -> Any:
+def subsection(cls: type[Section], doc: str, **here: Any) -> Any:
     """A sub-section field; ``here``: its defaults at this place where they differ from the
     class's (they survive a user giving only some keys, see ``_location_defaults``)."""
     if not here:
@@ -256,17 +256,17 @@ class BackboneConfig(Section):
 
 
 class ModelsConfig(Section):
-    tiny: TinyModelConfig = section(TinyModelConfig, "shape of the tiny models (source: tiny)")
-    embedder: BackboneConfig = section(
+    tiny: TinyModelConfig = subsection(TinyModelConfig, "shape of the tiny models (source: tiny)")
+    embedder: BackboneConfig = subsection(
         BackboneConfig, "the Embedder backbone (paper: Qwen3-VL-2B or 4B)"
     )
-    reasoner: BackboneConfig = section(
+    reasoner: BackboneConfig = subsection(
         BackboneConfig, "the Reasoner backbone, writes T-CoTs (paper: Qwen3-VL-8B)"
     )
-    discriminator: BackboneConfig = section(
+    discriminator: BackboneConfig = subsection(
         BackboneConfig, "frozen Discriminator of the process reward (paper: Qwen3-VL-8B)"
     )
-    annotator: BackboneConfig = section(
+    annotator: BackboneConfig = subsection(
         BackboneConfig,
         "MLLM that annotates training data (annotate.backend: hf); the other family, so that "
         "both are exercised by the embedded default",
@@ -340,8 +340,8 @@ class DataConfig(Section):
         description="a corrupt image / missing frames / malformed row: stop, or skip and count "
         "it (paper scale: skip)",
     )
-    synthetic: SyntheticConfig = section(SyntheticConfig, "the synthetic benchmark generator")
-    real: RealSourcesConfig = section(RealSourcesConfig, "the paper's training sources")
+    synthetic: SyntheticConfig = subsection(SyntheticConfig, "the synthetic benchmark generator")
+    real: RealSourcesConfig = subsection(RealSourcesConfig, "the paper's training sources")
 
     requires = (
         Requirement(
@@ -398,9 +398,11 @@ class AnnotateConfig(Section):
         description="who writes T-CoTs: ground truth (synthetic data), a local MLLM "
         "(models.annotator), or a server (paper: a large MLLM behind a server)",
     )
-    oracle: OracleConfig = section(OracleConfig, "the ground-truth annotator for synthetic data")
-    hf: HFAnnotatorConfig = section(HFAnnotatorConfig, "local transformers MLLM (models.annotator)")
-    server: ServerConfig = section(ServerConfig, "OpenAI-compatible chat server")
+    oracle: OracleConfig = subsection(OracleConfig, "the ground-truth annotator for synthetic data")
+    hf: HFAnnotatorConfig = subsection(
+        HFAnnotatorConfig, "local transformers MLLM (models.annotator)"
+    )
+    server: ServerConfig = subsection(ServerConfig, "OpenAI-compatible chat server")
 
     requires = (
         Requirement({"backend": "server"}, "server.url", URL_FIX),
@@ -458,7 +460,7 @@ class EmbedderTrainConfig(Section):
         description="Embedder input: T-CoT + evidence, answer only, T-CoT without evidence, "
         "raw input",
     )
-    lora: LoraConfig = section(LoraConfig, "LoRA of the Embedder")
+    lora: LoraConfig = subsection(LoraConfig, "LoRA of the Embedder")
     temperature: float = Field(
         0.02, gt=0, description="InfoNCE temperature (logit scale 1/temperature = 50)"
     )
@@ -526,7 +528,7 @@ class SFTConfig(Section):
         description="T-CoTs to imitate: the contrastive split (RL pairs stay unseen when "
         "split.rule is disjoint) or every annotated pair that passed the filter",
     )
-    lora: LoraConfig = section(
+    lora: LoraConfig = subsection(
         LoraConfig,
         "LoRA of the Reasoner during SFT (tiny random models learn the T-CoT form faster fully "
         "fine-tuned; paper: LoRA r 64, alpha 128)",
@@ -629,7 +631,7 @@ class EGRLConfig(Section):
         description="frozen Embedder in-process (local) or an OpenAI-compatible embeddings "
         "server (the release serves it by URL)",
     )
-    embedder_server: ServerConfig = section(
+    embedder_server: ServerConfig = subsection(
         ServerConfig,
         "the embeddings server (embedder_backend: server; /v1/embeddings; max_tokens unused)",
     )
@@ -638,7 +640,7 @@ class EGRLConfig(Section):
         "local",
         description="frozen Discriminator in-process (local) or an OpenAI-compatible chat server",
     )
-    discriminator_server: ServerConfig = section(
+    discriminator_server: ServerConfig = subsection(
         ServerConfig,
         "the chat server (discriminator_backend: server; discriminator_max_new_tokens applies, "
         "max_tokens is unused)",
@@ -706,7 +708,7 @@ class EGRLConfig(Section):
         "starting and the trained Reasoner on them is written to heldout.json (0: none, as at "
         "paper scale)",
     )
-    lora: LoraConfig = section(LoraConfig, "LoRA of the Reasoner during EG-RL")
+    lora: LoraConfig = subsection(LoraConfig, "LoRA of the Reasoner during EG-RL")
 
     requires = (
         Requirement({"embedder_backend": "server"}, "embedder_server.url", URL_FIX),
@@ -833,7 +835,7 @@ class EvalConfig(Section):
         description="who writes T-CoTs: the local Reasoner (batched generate) or a server "
         "(eval.server)",
     )
-    server: ServerConfig = section(
+    server: ServerConfig = subsection(
         ServerConfig,
         "OpenAI-compatible server (vLLM) serving the Reasoner (reasoner_backend: server); its "
         "model name is the cache identity (one name per weights); max_new_tokens applies, "
@@ -855,7 +857,7 @@ class EvalConfig(Section):
     scorer_compatible: bool = Field(
         False, description="reproduce VLM2Vec's NDCG defect (graded qrels) to match its numbers"
     )
-    index: EvalIndexConfig = section(EvalIndexConfig, "faiss index of global ranking")
+    index: EvalIndexConfig = subsection(EvalIndexConfig, "faiss index of global ranking")
     leaderboard_runs: list[str] = Field(
         [],
         description="other runs whose eval results (if present) appear beside this run's in the "
@@ -899,7 +901,7 @@ class LaunchConfig(Section):
         "local",
         description="run GPU stages in-process (local) or submit them through submitit (slurm)",
     )
-    slurm: SlurmConfig = section(SlurmConfig, "SLURM options (launcher: slurm)")
+    slurm: SlurmConfig = subsection(SlurmConfig, "SLURM options (launcher: slurm)")
 
 
 # --------------------------------------------------------------------------- top level
@@ -912,18 +914,18 @@ class Config(Section):
     )
     results_dir: str = Field("results", min_length=1, description="root of all artifacts")
     seed: int = Field(0, ge=0, description="global seed (paper preset: 42)")
-    models: ModelsConfig = section(ModelsConfig, "backbones: tiny builder or local paths")
-    data: DataConfig = section(DataConfig, "training data and synthetic benchmark")
-    annotate: AnnotateConfig = section(AnnotateConfig, "T-CoT annotation of training pairs")
-    filter: FilterConfig = section(FilterConfig, "relevance filter of annotated pairs")
-    split: SplitConfig = section(SplitConfig, "split into contrastive and RL data")
-    train_embedder: EmbedderTrainConfig = section(
+    models: ModelsConfig = subsection(ModelsConfig, "backbones: tiny builder or local paths")
+    data: DataConfig = subsection(DataConfig, "training data and synthetic benchmark")
+    annotate: AnnotateConfig = subsection(AnnotateConfig, "T-CoT annotation of training pairs")
+    filter: FilterConfig = subsection(FilterConfig, "relevance filter of annotated pairs")
+    split: SplitConfig = subsection(SplitConfig, "split into contrastive and RL data")
+    train_embedder: EmbedderTrainConfig = subsection(
         EmbedderTrainConfig, "Embedder contrastive training"
     )
-    sft: SFTConfig = section(SFTConfig, "cold-start SFT of the Reasoner")
-    egrl: EGRLConfig = section(EGRLConfig, "EG-RL: GRPO of the Reasoner guided by the Embedder")
-    eval: EvalConfig = section(EvalConfig, "MMEB-V2 / UVRB / synthetic evaluation")
-    launch: LaunchConfig = section(LaunchConfig, "where GPU stages run: in-process or SLURM")
+    sft: SFTConfig = subsection(SFTConfig, "cold-start SFT of the Reasoner")
+    egrl: EGRLConfig = subsection(EGRLConfig, "EG-RL: GRPO of the Reasoner guided by the Embedder")
+    eval: EvalConfig = subsection(EvalConfig, "MMEB-V2 / UVRB / synthetic evaluation")
+    launch: LaunchConfig = subsection(LaunchConfig, "where GPU stages run: in-process or SLURM")
 
     # the filter judges through annotate.server when its backend is 'server'
     requires = (
@@ -1028,7 +1030,7 @@ def _num(x: Any) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-def range_text(bounds: dict[str, Any], nullable: bool = False) -> str:
+def _range_text(bounds: dict[str, Any], nullable: bool = False) -> str:
     """'must lie in [0, 1)' / 'must be at least 1' / 'must be 0 or more' / ..."""
     lo_key = "ge" if "ge" in bounds else "gt" if "gt" in bounds else None
     hi_key = "le" if "le" in bounds else "lt" if "lt" in bounds else None
@@ -1085,7 +1087,7 @@ def _line(err: dict[str, Any], root: type, prefix: str) -> list[str]:
         allowed = ", ".join(repr(a) for a in args) or ctx.get("expected", "")
         return [f"{key}: {value!r} is not allowed; allowed values: {allowed}"]
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        return [f"{key}: {range_text(_bounds(info) or ctx, nullable)}, got {value!r}"]
+        return [f"{key}: {_range_text(_bounds(info) or ctx, nullable)}, got {value!r}"]
     if kind in ("too_short", "string_too_short"):
         item = _unwrap(typing.get_args(leaf)[0])[0] if typing.get_origin(leaf) is list else None
         if typing.get_origin(item) is Literal:
@@ -1094,7 +1096,8 @@ def _line(err: dict[str, Any], root: type, prefix: str) -> list[str]:
             fix = f"give a value ({info.description})" if info else "give a value"
         return [f"{key}: must not be empty, got {value!r}; {fix}"]
     if kind == "string_pattern_mismatch":
-        return [f"{key}: {value!r} does not match {ctx.get('pattern')}; {info.description}"]
+        doc = getattr(info, "description", "")
+        return [f"{key}: {value!r} does not match {ctx.get('pattern')}; {doc}"]
     if kind in _TYPE_WORDS:
         words = _TYPE_WORDS[kind] + (" or null" if nullable else "")
         hint = ""
