@@ -56,7 +56,7 @@ def test_egrl_resumes_from_the_last_checkpoint(run, monkeypatch):
     def interrupted(*a, **k):  # the job dies after training, before the model is saved
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(egrl_mod.R, "save_reasoner", interrupted)
+    monkeypatch.setattr(egrl_mod.reasoner_common, "save_reasoner", interrupted)
     with pytest.raises(RuntimeError, match="killed"):
         egrl_mod.train_egrl(cfg, run.rl, run.reasoner, run.embedder, run.discriminator, out, ckpt)
     assert (ckpt / "checkpoint-1").is_dir()

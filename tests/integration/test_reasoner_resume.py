@@ -29,7 +29,7 @@ def _killed_after_training(run, cfg, out, ckpt, monkeypatch):
     def killed(*a, **k):  # the job dies after training, before the model is saved
         raise RuntimeError("killed")
 
-    monkeypatch.setattr(sft_mod.R, "save_reasoner", killed)
+    monkeypatch.setattr(sft_mod.reasoner_common, "save_reasoner", killed)
     with pytest.raises(RuntimeError, match="killed"):
         sft_mod.train_sft(cfg, run.contrastive, run.reasoner, out, ckpt)
     monkeypatch.undo()
