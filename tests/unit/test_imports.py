@@ -54,8 +54,9 @@ LAYERS: dict[str, int] = {
     "ume.train": 7,
     # 8: reports over evaluation results
     "ume.report": 8,
-    # 9: entry points
+    # 9: entry points: the CLI the rules call, the plan the rule files call
     "ume.cli": 9,
+    "ume.plan": 9,
     "ume.__main__": 9,
 }
 
