@@ -1,5 +1,6 @@
 # ume — the Embed-RL pipeline as one DAG. Thin by design: config validation, includes, targets.
-# The logic lives in the `ume` package; rules call `python -m ume <stage>`.
+# The logic lives in the `ume` package: rules call `python -m ume <stage>`, and what the DAG
+# holds for a config (which models, tasks, stages) is decided by ume/plan.py.
 #
 #   snakemake --cores 2 all                       # embedded default (config/config.yaml)
 #   snakemake --cores 2 data                      # one stage and what it needs
@@ -8,6 +9,7 @@ import os
 
 from snakemake.utils import min_version
 
+from ume import plan
 from ume.config import config_from_dict
 from ume.errors import ConfigError
 
@@ -19,6 +21,11 @@ configfile: os.path.join(workflow.basedir, "config/config.yaml")
 
 try:  # the one validation (ume/config.py): each message names the key and how to fix it
     CFG = config_from_dict(config)
+except ConfigError as e:
+    raise WorkflowError(f"invalid config:\n{e}") from None
+
+try:  # the decisions of ume/plan.py a config can make impossible (eval.tasks, named stages)
+    plan.check(CFG)
 except ConfigError as e:
     raise WorkflowError(f"invalid config:\n{e}") from None
 

@@ -1,12 +1,10 @@
-# Paths and helpers shared by every rule file. No logic beyond paths.
+# Paths and helpers shared by every rule file. The decisions (which models, tasks and stages a
+# config asks for) are functions of ume/plan.py, tested in tests/unit/test_plan.py; a rule file
+# holds paths, resources, logs and environments, and calls the plan for the rest.
 import os
 
-RUN = CFG.run
-R = f"{CFG.results_dir}/{RUN}"
+R = plan.run_dir(CFG)
 CPU_ENV = "../../envs/cpu.yaml"
-# The synthetic benchmark is written when the run trains on it or evaluates on it.
-WANT_SYNTH_BENCH = CFG.data.source == "synthetic" or "synth" in CFG.eval.suites
-ROLES = ["embedder", "reasoner", "discriminator", "annotator"]
 
 
 def log_of(name):
@@ -17,52 +15,30 @@ def bench_of(name):
     return f"{R}/benchmarks/{name}.tsv"
 
 
-def annotator_input(wildcards):
-    """The annotator model is needed only by the hf backend."""
-    backends = {CFG.annotate.backend, CFG.filter.backend}
-    return f"{R}/models/base/annotator/backbone.json" if "hf" in backends else []
-
-
-def annotator_arg(wildcards, input):
-    return f"--annotator {input.annotator}" if input.annotator else ""
-
-
-STAGE_SECTIONS = {
-    "models": ["seed", "models"],
-    "data": ["seed", "data"],
-    "benchmark": ["seed", "data"],
-    "annotate": ["seed", "models", "annotate"],
-    "filter": ["seed", "models", "annotate", "filter"],
-    "split": ["seed", "split"],
-    "train_embedder": ["seed", "models", "split", "train_embedder"],
-    "sft": ["seed", "models", "sft"],
-    "egrl": ["seed", "models", "egrl"],
-    "launch": ["launch"],
-    "eval": ["seed", "models", "train_embedder", "eval"],
-    "report": ["run", "results_dir", "models", "train_embedder", "eval"],
-}
-
-
 def config_of(stage):
     return f"{R}/config/{stage}.json"
 
 
+def size(real, tiny):
+    """A resource value for real backbones, or for the tiny models (CPU, small)."""
+    return plan.sized(CFG, real, tiny)
+
+
+# Model records and folders (their layout is ume.plan's, which chooses among them).
+BASE_MODEL = f"{R}/{plan.BASE_MODEL}"  # {role} left to fill
+EMBEDDER_TRAINED = plan.embedder_model(CFG, "trained")
+REASONER_SFT = plan.reasoner_model(CFG, "sft")
+REASONER_RL = plan.reasoner_model(CFG, "egrl")
+
 # Launched rules (GPU stages; docs/cluster.md) run through ume/launch: in-process, or as a
 # SLURM job when launch.launcher is slurm (the slurm profile). The launch config is an ancient()
 # input, so switching launcher or partition never reruns a stage; the rule's resources and log
-# go to the CLI (messages name the job after its log: logs/<rule>.log -> <rule>). A launched rule declares resources nodes, gpus (per node), cpus_per_task,
-# mem_mb and runtime (minutes), takes `launch=LAUNCH_CONFIG` as input and ends its shell
-# command with LAUNCH_ARGS.
+# go to the CLI (messages name the job after its log: logs/<rule>.log -> <rule>). A launched
+# rule declares resources nodes, gpus (per node), cpus_per_task, mem_mb and runtime (minutes),
+# takes `launch=LAUNCH_CONFIG` as input and ends its shell command with LAUNCH_ARGS.
 LAUNCH_CONFIG = ancient(config_of("launch"))
 LAUNCH_ARGS = (
     " --launch {input.launch} --log {log} --resources nodes={resources.nodes}"
     " gpus={resources.gpus} cpus_per_task={resources.cpus_per_task}"
     " mem_mb={resources.mem_mb} runtime={resources.runtime}"
 )
-# Real backbones (paper scale) or the tiny models of the embedded default: sizes jobs.
-REAL_MODELS = any(getattr(CFG.models, role).source == "path" for role in ROLES)
-
-
-def size(real, tiny):
-    """A resource value for real backbones, or for the tiny models (CPU, small)."""
-    return real if REAL_MODELS else tiny

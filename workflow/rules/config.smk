@@ -1,14 +1,14 @@
-# Per-stage config files: each stage reads only the sections it depends on, so editing one
-# stage's keys reruns that stage and what follows, nothing else.
+# Per-stage config files: each stage reads only the sections it depends on
+# (ume.plan.STAGE_SECTIONS), so editing one stage's keys reruns that stage and what follows.
 
 rule stage_config:
     """The resolved (validated, defaults filled) config sections one stage depends on."""
     output:
         f"{R}/config/{{stage}}.json",
     params:
-        sections=lambda w: CFG.sections(STAGE_SECTIONS[w.stage]),
+        sections=lambda w: plan.stage_config(CFG, w.stage),
     wildcard_constraints:
-        stage="|".join(STAGE_SECTIONS),
+        stage="|".join(plan.STAGE_SECTIONS),
     log:
         f"{R}/logs/stage_config/{{stage}}.log",
     localrule: True

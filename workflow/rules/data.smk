@@ -1,7 +1,9 @@
 # Data construction: pairs -> T-CoT annotation -> relevance filter -> contrastive / RL split.
 
-# The hf backend runs the annotator MLLM inside the (launched) job: one GPU at paper scale.
-ANNOTATOR_GPUS = size(1, 0) if "hf" in {CFG.annotate.backend, CFG.filter.backend} else 0
+# The annotator model when the hf backend annotates or judges (else no input); it runs inside
+# the (launched) job: one GPU at paper scale.
+ANNOTATOR = plan.annotator_model(CFG)
+ANNOTATOR_GPUS = plan.annotator_gpus(CFG)
 
 
 rule prepare_pairs:
@@ -47,13 +49,13 @@ rule annotate_tcot:
         config=config_of("annotate"),
         pairs=rules.prepare_pairs.output.pairs,
         media=rules.prepare_pairs.output.media,
-        annotator=annotator_input,
+        annotator=ANNOTATOR,
         launch=LAUNCH_CONFIG,
     output:
         tcot=f"{R}/annotate/tcot.parquet",
         manifest=f"{R}/annotate/manifest.json",
     params:
-        annotator=annotator_arg,
+        annotator=lambda w, input: plan.cli_args(annotator=input.annotator),
     log:
         log_of("annotate_tcot"),
     benchmark:
@@ -78,13 +80,13 @@ rule relevance_filter:
     input:
         config=config_of("filter"),
         tcot=rules.annotate_tcot.output.tcot,
-        annotator=annotator_input,
+        annotator=ANNOTATOR,
         launch=LAUNCH_CONFIG,
     output:
         filtered=f"{R}/filter/filtered.parquet",
         manifest=f"{R}/filter/manifest.json",
     params:
-        annotator=annotator_arg,
+        annotator=lambda w, input: plan.cli_args(annotator=input.annotator),
     log:
         log_of("relevance_filter"),
     benchmark:
@@ -128,4 +130,4 @@ rule data:
     """Target: the data-construction stage (training pairs, annotation, filter, split)."""
     input:
         rules.split_data.output,
-        rules.synth_benchmark.output if WANT_SYNTH_BENCH else [],
+        plan.synth_benchmark_target(CFG, rules.synth_benchmark.output.root),

@@ -17,10 +17,10 @@ rule train_embedder:
         config=config_of("train_embedder"),
         contrastive=rules.split_data.output.contrastive,
         datasets=rules.prepare_pairs.output.datasets,
-        embedder=f"{R}/models/base/embedder/backbone.json",
+        embedder=plan.base_model(CFG, "embedder"),
         launch=LAUNCH_CONFIG,
     output:
-        directory(f"{R}/models/embedder"),
+        directory(EMBEDDER_TRAINED),
     params:
         checkpoints=f"{R}/checkpoints/train_embedder",
     log:

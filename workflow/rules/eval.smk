@@ -14,9 +14,9 @@ rule eval_synth:
     input:
         config=config_of("eval"),
         bench=rules.synth_benchmark.output.root,
-        embedder=eval_embedder,
-        reasoner=eval_reasoner,
-        reasoner_no_egrl=eval_reasoner_no_egrl,
+        embedder=EVAL_EMBEDDER,
+        reasoner=EVAL_REASONER,
+        reasoner_no_egrl=EVAL_REASONER_NO_EGRL,
         launch=LAUNCH_CONFIG,
     output:
         eval_outputs("synth"),
@@ -48,9 +48,9 @@ rule eval_mmeb:
     """One MMEB-V2 task (data under eval.mmeb_root; missing data is recorded missing)."""
     input:
         config=config_of("eval"),
-        embedder=eval_embedder,
-        reasoner=eval_reasoner,
-        reasoner_no_egrl=eval_reasoner_no_egrl,
+        embedder=EVAL_EMBEDDER,
+        reasoner=EVAL_REASONER,
+        reasoner_no_egrl=EVAL_REASONER_NO_EGRL,
         launch=LAUNCH_CONFIG,
     output:
         eval_outputs("mmeb"),
@@ -82,9 +82,9 @@ rule eval_uvrb:
     """One UVRB dataset (data under eval.uvrb_root; missing data is recorded missing)."""
     input:
         config=config_of("eval"),
-        embedder=eval_embedder,
-        reasoner=eval_reasoner,
-        reasoner_no_egrl=eval_reasoner_no_egrl,
+        embedder=EVAL_EMBEDDER,
+        reasoner=EVAL_REASONER,
+        reasoner_no_egrl=EVAL_REASONER_NO_EGRL,
         launch=LAUNCH_CONFIG,
     output:
         eval_outputs("uvrb"),

@@ -7,7 +7,7 @@ rule base_models:
         config=config_of("models"),
         launch=LAUNCH_CONFIG,
     output:
-        backbones=expand(f"{R}/models/base/{{role}}/backbone.json", role=ROLES),
+        backbones=expand(BASE_MODEL, role=plan.ROLES),
         manifest=f"{R}/models/base/manifest.json",
     params:
         out=lambda w, output: os.path.dirname(output.manifest),

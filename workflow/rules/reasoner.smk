@@ -1,81 +1,95 @@
 # The Reasoner: cold-start SFT on annotated T-CoTs, then EG-RL (GRPO guided by the frozen
-# Embedder). Each stage's rule exists only when it is enabled (sft.enabled, egrl.enabled), so
-# the DAG follows the switches: EG-RL starts from the SFT Reasoner or from the base one, and
-# evaluation takes the newest Reasoner there is. Checkpoints live outside the output folders
-# (a failed job's outputs are removed; resumption needs its checkpoints).
-# Paths and helpers: reasoner_common.smk.
+# Embedder). Both rules always exist; the switches (sft.enabled, egrl.enabled) decide which of
+# them the DAG asks for (ume.plan): EG-RL starts from the SFT Reasoner or from the base one,
+# and the final Reasoner (what evaluation takes by default) is the newest enabled stage's.
+# Checkpoints live outside the output folders (a failed job's outputs are removed; resumption
+# needs its checkpoints).
+SFT_SHELL = (
+    "python -m ume sft --config {input.config} --pairs {input.pairs} --reasoner {input.reasoner}"
+    " --out {output} --checkpoint-dir {params.checkpoints}"
+    + LAUNCH_ARGS
+    + " 2> {log}"
+)
+EGRL_SHELL = (
+    "python -m ume egrl --config {input.config} --rl {input.rl} {params.models} --out {output}"
+    " --checkpoint-dir {params.checkpoints}"
+    + LAUNCH_ARGS
+    + " 2> {log}"
+)
 
 
-include: "reasoner_common.smk"
+rule sft_reasoner:
+    """Cold-start SFT of the base Reasoner on the annotated T-CoTs of both pair sides."""
+    input:
+        config=config_of("sft"),
+        pairs=plan.sft_pairs(
+            CFG,
+            annotated=rules.relevance_filter.output.filtered,
+            contrastive=rules.split_data.output.contrastive,
+        ),
+        reasoner=plan.base_model(CFG, "reasoner"),
+        launch=LAUNCH_CONFIG,
+    output:
+        directory(REASONER_SFT),
+    params:
+        checkpoints=f"{R}/checkpoints/reasoner-sft",
+    log:
+        log_of("sft_reasoner"),
+    benchmark:
+        bench_of("sft_reasoner")
+    resources:
+        nodes=1,
+        gpus=size(8, 0),
+        cpus_per_task=size(32, 2),
+        mem_mb=size(256000, 6000),
+        runtime=size(1440, 20),
+    conda:
+        CPU_ENV
+    shell:
+        SFT_SHELL
 
 
-if CFG.sft.enabled:
-
-    rule sft_reasoner:
-        """Cold-start SFT of the base Reasoner on the annotated T-CoTs of both pair sides."""
-        input:
-            config=config_of("sft"),
-            pairs=sft_pairs,
-            reasoner=REASONER_BASE,
-            launch=LAUNCH_CONFIG,
-        output:
-            directory(REASONER_SFT),
-        params:
-            checkpoints=f"{R}/checkpoints/reasoner-sft",
-        log:
-            log_of("sft_reasoner"),
-        benchmark:
-            bench_of("sft_reasoner")
-        resources:
-            nodes=1,
-            gpus=size(8, 0),
-            cpus_per_task=size(32, 2),
-            mem_mb=size(256000, 6000),
-            runtime=size(1440, 20),
-        conda:
-            CPU_ENV
-        shell:
-            SFT_SHELL
-
-    rule sft:
-        """Target: the SFT Reasoner."""
-        input:
-            rules.sft_reasoner.output,
+rule sft:
+    """Target: the SFT Reasoner."""
+    input:
+        rules.sft_reasoner.output,
 
 
-if CFG.egrl.enabled:
-
-    rule egrl:
-        """EG-RL: GRPO of the Reasoner, rewards from the frozen Embedder and Discriminator."""
-        input:
-            config=config_of("egrl"),
-            rl=rules.split_data.output.rl,
-            reasoner=EGRL_START,
-            embedder=egrl_embedder,
-            discriminator=egrl_discriminator,
-            launch=LAUNCH_CONFIG,
-        output:
-            directory(REASONER_RL),
-        params:
-            models=egrl_model_args,
-            checkpoints=f"{R}/checkpoints/reasoner-rl",
-        log:
-            log_of("egrl"),
-        benchmark:
-            bench_of("egrl")
-        resources:
-            nodes=1,
-            gpus=size(8, 0),
-            cpus_per_task=size(32, 2),
-            mem_mb=size(512000, 6000),
-            runtime=size(2880, 30),
-        conda:
-            CPU_ENV
-        shell:
-            EGRL_SHELL
+rule egrl:
+    """EG-RL: GRPO of the Reasoner, rewards from the frozen Embedder and Discriminator."""
+    input:
+        config=config_of("egrl"),
+        rl=rules.split_data.output.rl,
+        reasoner=plan.pre_egrl_reasoner(CFG),
+        embedder=plan.egrl_embedder(CFG),
+        discriminator=plan.egrl_discriminator(CFG),
+        launch=LAUNCH_CONFIG,
+    output:
+        directory(REASONER_RL),
+    params:
+        models=lambda w, input: plan.cli_args(
+            reasoner=input.reasoner,
+            embedder=input.embedder,
+            discriminator=input.discriminator,
+        ),
+        checkpoints=f"{R}/checkpoints/reasoner-rl",
+    log:
+        log_of("egrl"),
+    benchmark:
+        bench_of("egrl")
+    resources:
+        nodes=1,
+        gpus=size(8, 0),
+        cpus_per_task=size(32, 2),
+        mem_mb=size(512000, 6000),
+        runtime=size(2880, 30),
+    conda:
+        CPU_ENV
+    shell:
+        EGRL_SHELL
 
 
 rule reasoner:
     """Target: the final Reasoner (EG-RL, else SFT, else base, as the switches say)."""
     input:
-        REASONER_FINAL,
+        plan.final_reasoner(CFG),

@@ -2,7 +2,7 @@
 # eval.leaderboard_runs) side by side, variants as rows; shown in `snakemake --report`.
 LEADERBOARD = f"{R}/leaderboard"
 # The evaluated suites, then the published benchmarks' tables (baselines) if not evaluated.
-LEADERBOARD_SUITES = list(dict.fromkeys([*CFG.eval.suites, "mmeb", "uvrb"]))
+LEADERBOARD_SUITES = plan.leaderboard_suites(CFG)
 
 
 rule leaderboard:
