@@ -131,7 +131,7 @@ def cmd_eval(args) -> int:
     from ume.eval.run import run_eval
 
     cfg = _config(args)
-    cache = args.cache_dir or cfg.eval.cache_dir or str(Path(cfg.results_dir) / "cache")
+    cache = args.cache_dir or cfg.eval_cache_dir
     return _launched(
         args,
         run_eval,

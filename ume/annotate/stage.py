@@ -85,8 +85,7 @@ def filter_pairs(
     df = _read_pairs(tcot_path, ("qry_tcot", "pos_tcot"))
     manifest = Manifest("filter", cfg.sections(), [tcot_path])
     if cfg.filter.enabled:
-        backend = cfg.annotate.backend if cfg.filter.backend == "same" else cfg.filter.backend
-        annotator = annotator or make_annotator(cfg, backend, model_dir)
+        annotator = annotator or make_annotator(cfg, cfg.filter_backend, model_dir)
         verdicts = annotator.judge(list(zip(df["qry_tcot"], df["pos_tcot"], strict=True)))
         unreadable = int(sum(v is None for v in verdicts))
         # None (unreadable answer) keeps the pair: only a clear "Yes" drops it.
