@@ -3,14 +3,13 @@
 Every artifact is written to a temporary sibling and renamed into place, so an interrupted
 stage never leaves a file that a rerun (or Snakemake) would take as finished. Every stage's
 output folder gets a ``manifest.json``: resolved config, package versions, git commit, host,
-start/end time, input checksums and stage-specific counts.
+start/end time, input checksums (:func:`ume.fingerprints.checksum`) and stage-specific counts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import hashlib
 import json
 import os
 import platform
@@ -22,6 +21,8 @@ from collections.abc import Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from ume.fingerprints import checksum
 
 MANIFEST_NAME = "manifest.json"
 _VERSIONED = (
@@ -107,26 +108,6 @@ def write_parquet(path: str | os.PathLike, df) -> Path:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
     return Path(path)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
-def checksum(path: str | os.PathLike) -> str:
-    """sha256 of a file, or of a folder's sorted (relative path, file hash) list."""
-    p = Path(path)
-    if p.is_dir():
-        h = hashlib.sha256()
-        for f in sorted(q for q in p.rglob("*") if q.is_file()):
-            h.update(str(f.relative_to(p)).encode())
-            h.update(sha256_file(f).encode())
-        return h.hexdigest()
-    return sha256_file(p)
 
 
 def package_versions() -> dict[str, str]:

@@ -10,15 +10,16 @@ import pytest
 
 from tests.fixtures import real_layouts as fx
 from tests.fixtures.eval_fakes import FakeEmbedder, FakeReasoner
-from ume.eval.cache_keys import chat_fingerprint, content_key, folder_identity, item_fingerprint
 from ume.eval.encode import CachedEncoder, EmbeddingCache, EncodeStats, embedding_key
 from ume.eval.reason import (
     CachedReasoner,
     ReasonStats,
     TCoTCache,
     cache_namespace,
+    model_identity,
     strip_tokens,
 )
+from ume.fingerprints import chat_fingerprint, content_key, folder_identity, item_fingerprint
 from ume.items import Item
 from ume.tcot.prompts import tcot_messages
 
@@ -98,13 +99,13 @@ def test_folder_identity_changes_with_weights_and_uses_memo(tmp_path):
     (m / "checkpoint-10").mkdir()
     (m / "checkpoint-10" / "x.bin").write_bytes(b"old")
     memo = tmp_path / "memo"
-    a = folder_identity(m, memo)
-    assert folder_identity(m, memo) == a and any(memo.iterdir())
+    a = model_identity(m, memo)
+    assert model_identity(m, memo) == a and any(memo.iterdir())
     (m / "manifest.json").write_text('{"start": "later"}')  # provenance: not the model
     (m / "checkpoint-10" / "x.bin").write_bytes(b"older")  # checkpoints: not the model
-    assert folder_identity(m, memo) == a
+    assert model_identity(m, memo) == a
     (m / "model.safetensors").write_bytes(b"weights-2")
-    assert folder_identity(m, memo) != a
+    assert model_identity(m, memo) != a
     copy = tmp_path / "copy"
     shutil.copytree(m, copy)
     assert folder_identity(copy) == folder_identity(m)  # content, not location

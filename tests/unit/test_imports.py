@@ -34,6 +34,7 @@ LAYERS: dict[str, int] = {
     "ume.offline": 0,
     "ume.items": 0,
     "ume.io": 0,
+    "ume.fingerprints": 0,
     # 1: the typed config
     "ume.config": 1,
     # 2: what the stages talk about: benchmark suites, the T-CoT format, the server client

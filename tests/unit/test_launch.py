@@ -256,7 +256,8 @@ def test_the_slurm_profile_selects_the_paper_preset_and_the_slurm_launcher(repo)
 
 
 def test_resume_point_clears_another_fingerprint_and_skips_incomplete_checkpoints(tmp_path):
-    from ume.launch.resumable import input_identity, resume_point
+    from ume.fingerprints import input_identity
+    from ume.launch.resumable import resume_point
 
     ck = tmp_path / "ck"
     assert resume_point(ck, "a") is None

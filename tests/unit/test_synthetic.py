@@ -11,7 +11,7 @@ from PIL import Image
 
 from ume.config import SyntheticConfig
 from ume.data.synthetic_pairs import TRAIN_DATASETS, write_training_pairs
-from ume.io import checksum
+from ume.fingerprints import checksum
 from ume.items import PAIR_COLUMNS, Item, check_pairs_frame
 from ume.suites.base import GT_SIDECAR, task_dir
 from ume.suites.loaders import load_task

@@ -9,7 +9,7 @@ import pytest
 
 from ume.config import BackboneConfig, TinyModelConfig
 from ume.errors import ConfigError, OfflineError
-from ume.io import checksum
+from ume.fingerprints import checksum
 from ume.models.backbone import load_backbone, resolve_backbone, set_offline_env
 
 pytestmark = pytest.mark.unit

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ume.errors import DataError
-from ume.eval.cache_keys import content_key, item_fingerprint
+from ume.fingerprints import code_identity, content_key, item_fingerprint
 from ume.io import atomic_path, write_text
 from ume.items import Item
 
@@ -232,8 +232,7 @@ def make_encoder(
     identity_memo: str | os.PathLike | None = None,
 ) -> CachedEncoder:
     """The Embedder at ``model_path`` (a model folder or a base ``backbone.json``), cached."""
-    from ume.eval.cache_keys import code_identity, folder_identity
-    from ume.eval.reason import _device, resolve_model_folder
+    from ume.eval.reason import _device, model_identity, resolve_model_folder
     from ume.models.embedder import Embedder
 
     folder = resolve_model_folder(model_path)
@@ -249,7 +248,7 @@ def make_encoder(
     )
     identity = content_key(
         "embedder",
-        folder_identity(folder, identity_memo),
+        model_identity(folder, identity_memo),
         code_identity(CODE_MODULES),
         {"dtype": m.dtype, "max_length": max_length},
     )

@@ -5,7 +5,7 @@ item), so every T-CoT is written once and kept on disk:
 
 * the **key** hashes the Reasoner's identity (the checksum of its folder, or the model a
   server serves), the generation parameters and the prompt *content* (the chat text with
-  every image replaced by the sha256 of its bytes) -- see :mod:`ume.eval.cache_keys`;
+  every image replaced by the sha256 of its bytes) -- see :mod:`ume.fingerprints`;
 * the **cache** (``<cache_dir>/tcot/<namespace>/part-*.jsonl``) is shared by all tasks,
   runs and ablation variants; each flush writes a new shard atomically, so concurrent jobs
   never write the same file and an interrupted job keeps what it flushed.
@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ume.errors import ConfigError
-from ume.eval.cache_keys import chat_fingerprint, content_key
-from ume.io import atomic_path, write_text
+from ume.fingerprints import bytes_sha256, chat_fingerprint, content_key, folder_identity
+from ume.io import atomic_path, write_json, write_text
 from ume.items import Item
 
 log = logging.getLogger(__name__)
@@ -359,6 +359,27 @@ def resolve_model_folder(path: str | os.PathLike) -> Path:
     return p
 
 
+def model_identity(folder: str | os.PathLike, memo_dir: str | os.PathLike | None) -> str:
+    """:func:`~ume.fingerprints.folder_identity` of a model folder; with ``memo_dir`` its
+    per-file hashes are remembered on disk by (path, size, mtime), so that later processes
+    (every evaluation job loads the same models) only stat the files."""
+    if memo_dir is None:
+        return folder_identity(folder)
+    folder = Path(folder).resolve()
+    memo_file = Path(memo_dir) / f"{bytes_sha256(str(folder).encode())[:24]}.json"
+    memo: dict[str, list[Any]] = {}
+    if memo_file.is_file():
+        try:
+            memo = json.loads(memo_file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            memo = {}
+    before = dict(memo)
+    identity = folder_identity(folder, memo)
+    if memo != before:
+        write_json(memo_file, memo)
+    return identity
+
+
 def make_reasoner(
     cfg: Any, model_path: str | os.PathLike | None, *, identity_memo: str | os.PathLike | None
 ) -> Reasoner:
@@ -370,13 +391,11 @@ def make_reasoner(
         )
     if model_path is None:
         raise ConfigError("eval.reasoner_backend 'hf' needs the Reasoner model (--reasoner)")
-    from ume.eval.cache_keys import folder_identity
-
     folder = resolve_model_folder(model_path)
     m = cfg.models.reasoner
     return HFReasoner(
         folder,
-        identity=folder_identity(folder, identity_memo),
+        identity=model_identity(folder, identity_memo),
         max_new_tokens=ev.max_new_tokens,
         temperature=ev.temperature,
         seed=cfg.seed,

@@ -11,13 +11,12 @@ add a launched stage.
 
 from ume.launch.launcher import LaunchError, StageCall, run_stage
 from ume.launch.resources import Resources
-from ume.launch.resumable import CheckpointFolder, fingerprint_of
+from ume.launch.resumable import CheckpointFolder
 
 __all__ = [
     "CheckpointFolder",
     "LaunchError",
     "Resources",
     "StageCall",
-    "fingerprint_of",
     "run_stage",
 ]

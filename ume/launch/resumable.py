@@ -16,8 +16,9 @@ with ``output_dir=checkpoint_dir`` (the Trainer writes its checkpoints in place,
 holding ``trainer_state.json``, which it writes last, counts as complete). The folder must lie outside the rule's declared outputs
 (Snakemake deletes those before a rerun): by convention ``results/<run>/checkpoints/<rule>/``.
 
-The ``fingerprint`` (e.g. a hash of the stage config and input checksums) guards against
-resuming from checkpoints of another config: a mismatch clears the folder.
+The ``fingerprint`` (:func:`ume.fingerprints.fingerprint_of` of the stage config and
+:func:`~ume.fingerprints.input_identity` of its inputs) guards against resuming from
+checkpoints of another config: a mismatch clears the folder.
 
 On SLURM the launcher wraps every stage in a submitit ``Checkpointable``: at preemption or
 time-out the job is requeued with the same call, which then resumes by rule 1.
@@ -28,26 +29,17 @@ time-out the job is requeued with the same call, which then resumes by rule 1.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from ume.io import atomic_path, sha256_file, write_text
+from ume.io import atomic_path, write_text
 
 PREFIX = "checkpoint-"
 _STEP = re.compile(rf"^{PREFIX}(\d+)$")
 FINGERPRINT_FILE = "fingerprint.txt"
 TRAINER_STATE = "trainer_state.json"  # written last into a Trainer checkpoint
-
-
-def fingerprint_of(*parts: Any) -> str:
-    """A short stable hash of JSON-serialisable parts (config sections, input checksums)."""
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class CheckpointFolder:
@@ -127,28 +119,6 @@ def resume_point(
         CheckpointFolder(folder, fingerprint=fingerprint)
     _barrier()
     return last_checkpoint(folder, require)
-
-
-def input_identity(path: str | Path) -> str:
-    """What identifies a stage input in a fingerprint: the sha256 of a file (a parquet file, a
-    ``backbone.json``); for a folder, that of the ``backbone.json`` inside it or beside it (a
-    trained stage's ``<out>/model``: its record holds the weights' checksum), else a hash of
-    its file names, sizes and JSON files (config, tokenizer) -- cheap next to hashing weights.
-    """
-    p = Path(path)
-    if p.is_file():
-        return sha256_file(p)
-    for rec in (p / "backbone.json", p.parent / "backbone.json"):
-        if rec.is_file():
-            return sha256_file(rec)
-    if not p.is_dir():
-        return f"missing:{p}"
-    h = hashlib.sha256()
-    for f in sorted(q for q in p.rglob("*") if q.is_file()):
-        h.update(f"{f.relative_to(p)}:{f.stat().st_size}".encode())
-        if f.suffix == ".json":
-            h.update(sha256_file(f).encode())
-    return h.hexdigest()
 
 
 def _barrier() -> None:

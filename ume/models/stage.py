@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ume.config import Config
 from ume.errors import DataError
-from ume.io import Manifest, checksum, write_json
+from ume.fingerprints import checksum
+from ume.io import Manifest, write_json
 
 ROLES = ("embedder", "reasoner", "discriminator", "annotator")
 

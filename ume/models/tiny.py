@@ -32,7 +32,8 @@ from transformers import AutoProcessor, PretrainedConfig, Qwen2VLProcessor, Qwen
 
 from ume.config import TinyModelConfig
 from ume.errors import ConfigError
-from ume.io import atomic_path, sha256_file
+from ume.fingerprints import file_sha256
+from ume.io import atomic_path
 from ume.offline import set_offline_env
 
 set_offline_env()  # building a tiny model never needs the hub; make sure nothing tries
@@ -488,7 +489,7 @@ def build_tiny(family: Family, cfg: TinyModelConfig | None, out_dir: str | Path)
                 t: processor.tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS
             },
             "patch_size": PATCH_SIZE[family],
-            "weights_sha256": {f.name: sha256_file(f) for f in sorted(tmp.glob("*.safetensors"))},
+            "weights_sha256": {f.name: file_sha256(f) for f in sorted(tmp.glob("*.safetensors"))},
         }
         (tmp / TINY_INFO_NAME).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     return out_dir

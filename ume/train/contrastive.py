@@ -53,10 +53,11 @@ from transformers.trainer_callback import PrinterCallback
 
 from ume.config import Config
 from ume.errors import ConfigError, DataError
-from ume.io import Manifest, atomic_path, checksum, sha256_file, write_json, write_text
+from ume.fingerprints import checksum, file_sha256, fingerprint_of
+from ume.io import Manifest, atomic_path, write_json, write_text
 from ume.items import Item, check_pairs_frame
 from ume.launch.resumable import checkpoint_dir as checkpoint_dir_for
-from ume.launch.resumable import fingerprint_of, resume_point
+from ume.launch.resumable import resume_point
 from ume.tcot.format import DEFAULT_FRAME_BASE
 from ume.train.gradcache import chunk, gradcache_step
 from ume.train.losses import ddp_loss_scale, info_nce, world
@@ -406,7 +407,7 @@ def _fingerprint(cfg: Config, inputs: Sequence[str | Path | None]) -> str:
     schedule spans the number of steps, so a run of another length is another run."""
     sections = cfg.sections()
     sections.pop("launch", None)
-    files = sorted(sha256_file(p) for p in inputs if p and Path(p).is_file())
+    files = sorted(file_sha256(p) for p in inputs if p and Path(p).is_file())
     return fingerprint_of(sections, files)
 
 

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ume.config import BackboneConfig, Config, LoraConfig
-from ume.io import atomic_path, checksum, write_json, write_text
+from ume.fingerprints import checksum, fingerprint_of, input_identity
+from ume.io import atomic_path, write_json, write_text
 from ume.items import Item
-from ume.launch.resumable import fingerprint_of, input_identity
 from ume.tcot.prompts import tcot_messages
 
 log = logging.getLogger(__name__)
