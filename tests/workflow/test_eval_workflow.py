@@ -41,7 +41,7 @@ def small_run(repo, tmp_path_factory) -> tuple[Path, list[str]]:
 def test_dry_run_plans_one_eval_job_per_task(repo, tmp_path):
     res = snakemake(repo, tmp_path, "-n", "eval")
     out = res.stdout + res.stderr
-    counts = re.findall(r"^eval_synth\s+(\d+)$", out, flags=re.M)
+    counts = re.findall(r"^eval_task\s+(\d+)$", out, flags=re.M)
     assert counts and int(counts[0]) == 16  # every synthetic task, each its own job
 
 
@@ -69,7 +69,8 @@ def test_one_task_reruns_alone_from_the_caches(repo, small_run):
     (work / target).unlink()
     res = snakemake(repo, work, target, *args)
     out = res.stdout + res.stderr
-    assert "eval_synth" in out and "eval_mmeb" not in out and "base_models" not in out
+    assert re.search(r"^eval_task\s+1$", out, flags=re.M)  # this task's job, no other
+    assert "suite=synth, task=SynthCLS" in out and "base_models" not in out
     cost = json.loads((work / "results/default/eval/main/synth/SynthCLS.cost.json").read_text())
     assert cost["reasoning"]["generated"] == 0 and cost["encoding"]["encoded"] == 0
 

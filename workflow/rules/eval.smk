@@ -1,111 +1,63 @@
-# Evaluation: one rule per suite with the task as wildcard, so one task reruns alone:
+# Evaluation: one job per (suite, task), so one task reruns alone:
 #   snakemake results/<run>/eval/<variant>/synth/<task>.score.json
 # A job evaluates every configured variant of its task (main first): the variants that change
 # only the Embedder's input reuse main's T-CoTs from the cache (shared by all runs, under
-# eval.cache_dir), and each model is loaded once per task, not once per variant.
-# Paths and helpers: eval_common.smk.
+# eval.cache_dir), and each model is loaded once per task, not once per variant. Which models,
+# tasks and per-suite inputs: ume/plan.py.
+from pathlib import Path
+
+EVAL = f"{R}/eval"
+EVAL_KINDS = ["score.json", "pred.jsonl", "cost.json"]
+EVAL_SHELL = (
+    "python -m ume eval --config {input.config} --suite {wildcards.suite} --task {wildcards.task}"
+    " --out-dir {params.out} {params.root} {params.models} --cache-dir {params.cache}"
+    + LAUNCH_ARGS
+    + " 2> {log}"
+)
 
 
-include: "eval_common.smk"
-
-
-rule eval_synth:
-    """One task of the synthetic suite, every variant (score, predictions, cost)."""
+rule eval_task:
+    """One task of a suite, every variant (score, predictions, cost). The synthetic suite reads
+    the synthetic benchmark; MMEB-V2 and UVRB read eval.mmeb_root / eval.uvrb_root (missing
+    data is recorded missing)."""
     input:
         config=config_of("eval"),
-        bench=rules.synth_benchmark.output.root,
-        embedder=EVAL_EMBEDDER,
-        reasoner=EVAL_REASONER,
-        reasoner_no_egrl=EVAL_REASONER_NO_EGRL,
+        bench=lambda w: plan.eval_suite_data(
+            CFG, w.suite, w.task, rules.synth_benchmark.output.root
+        ),
+        embedder=plan.eval_embedder(CFG),
+        reasoner=plan.eval_reasoner(CFG),
+        reasoner_no_egrl=plan.eval_reasoner_no_egrl(CFG),
         launch=LAUNCH_CONFIG,
     output:
-        eval_outputs("synth"),
+        expand(
+            f"{EVAL}/{{variant}}/{{suite}}/{{task}}.{{kind}}",
+            variant=CFG.eval.variants,
+            kind=EVAL_KINDS,
+            allow_missing=True,  # {suite} and {task} stay wildcards
+        ),
     params:
-        suite="synth",
-        out=lambda w, output: str(Path(output[0]).parents[2]),
-        root=lambda w, input: f"--root {input.bench}",
-        models=eval_model_args,
-        cache=EVAL_CACHE,
+        out=lambda w, output: str(Path(output[0]).parents[2]),  # EVAL
+        root=lambda w, input: plan.cli_args(root=input.bench),
+        models=lambda w, input: plan.cli_args(
+            embedder=input.embedder,
+            reasoner=input.reasoner,
+            reasoner_no_egrl=input.reasoner_no_egrl,
+        ),
+        cache=CFG.eval_cache_dir,
     wildcard_constraints:
-        task=task_constraint("synth"),
+        suite=plan.suite_constraint(),
+        task=plan.task_constraint(CFG),
     log:
-        f"{R}/logs/eval/synth/{{task}}.log",
+        f"{R}/logs/eval/{{suite}}/{{task}}.log",
     benchmark:
-        f"{R}/benchmarks/eval/synth/{{task}}.tsv"
+        f"{R}/benchmarks/eval/{{suite}}/{{task}}.tsv"
     resources:
         nodes=1,
         gpus=size(1, 0),
         cpus_per_task=size(8, 1),
         mem_mb=size(64000, 3000),
-        runtime=size(240, 15),
-    conda:
-        CPU_ENV
-    shell:
-        EVAL_SHELL
-
-
-rule eval_mmeb:
-    """One MMEB-V2 task (data under eval.mmeb_root; missing data is recorded missing)."""
-    input:
-        config=config_of("eval"),
-        embedder=EVAL_EMBEDDER,
-        reasoner=EVAL_REASONER,
-        reasoner_no_egrl=EVAL_REASONER_NO_EGRL,
-        launch=LAUNCH_CONFIG,
-    output:
-        eval_outputs("mmeb"),
-    params:
-        suite="mmeb",
-        out=lambda w, output: str(Path(output[0]).parents[2]),
-        root="",
-        models=eval_model_args,
-        cache=EVAL_CACHE,
-    wildcard_constraints:
-        task=task_constraint("mmeb"),
-    log:
-        f"{R}/logs/eval/mmeb/{{task}}.log",
-    benchmark:
-        f"{R}/benchmarks/eval/mmeb/{{task}}.tsv"
-    resources:
-        nodes=1,
-        gpus=size(1, 0),
-        cpus_per_task=size(8, 1),
-        mem_mb=size(64000, 3000),
-        runtime=size(480, 15),
-    conda:
-        CPU_ENV
-    shell:
-        EVAL_SHELL
-
-
-rule eval_uvrb:
-    """One UVRB dataset (data under eval.uvrb_root; missing data is recorded missing)."""
-    input:
-        config=config_of("eval"),
-        embedder=EVAL_EMBEDDER,
-        reasoner=EVAL_REASONER,
-        reasoner_no_egrl=EVAL_REASONER_NO_EGRL,
-        launch=LAUNCH_CONFIG,
-    output:
-        eval_outputs("uvrb"),
-    params:
-        suite="uvrb",
-        out=lambda w, output: str(Path(output[0]).parents[2]),
-        root="",
-        models=eval_model_args,
-        cache=EVAL_CACHE,
-    wildcard_constraints:
-        task=task_constraint("uvrb"),
-    log:
-        f"{R}/logs/eval/uvrb/{{task}}.log",
-    benchmark:
-        f"{R}/benchmarks/eval/uvrb/{{task}}.tsv"
-    resources:
-        nodes=1,
-        gpus=size(1, 0),
-        cpus_per_task=size(8, 1),
-        mem_mb=size(64000, 3000),
-        runtime=size(480, 15),
+        runtime=lambda w: plan.eval_runtime(CFG, w.suite),
     conda:
         CPU_ENV
     shell:
@@ -115,4 +67,4 @@ rule eval_uvrb:
 rule eval:
     """Target: every task of eval.suites for every variant in eval.variants."""
     input:
-        EVAL_SCORES,
+        plan.eval_scores(CFG, f"{EVAL}/{{variant}}/{{suite}}/{{task}}.score.json"),
