@@ -3,20 +3,20 @@
 # holds paths, resources, logs and environments, and calls the plan for the rest.
 import os
 
-R = plan.run_dir(CFG)
+RUN_DIR = plan.run_dir(CFG)  # results/<run>: every artifact of the run lies under it
 CPU_ENV = "../../envs/cpu.yaml"
 
 
 def log_of(name):
-    return f"{R}/logs/{name}.log"
+    return f"{RUN_DIR}/logs/{name}.log"
 
 
 def bench_of(name):
-    return f"{R}/benchmarks/{name}.tsv"
+    return f"{RUN_DIR}/benchmarks/{name}.tsv"
 
 
 def config_of(stage):
-    return f"{R}/config/{stage}.json"
+    return f"{RUN_DIR}/config/{stage}.json"
 
 
 def size(real, tiny):
@@ -25,7 +25,7 @@ def size(real, tiny):
 
 
 # Model records and folders (their layout is ume.plan's, which chooses among them).
-BASE_MODEL = f"{R}/{plan.BASE_MODEL}"  # {role} left to fill
+BASE_MODEL = f"{RUN_DIR}/{plan.BASE_MODEL}"  # {role} left to fill
 EMBEDDER_TRAINED = plan.embedder_model(CFG, "trained")
 REASONER_SFT = plan.reasoner_model(CFG, "sft")
 REASONER_RL = plan.reasoner_model(CFG, "egrl")

@@ -4,13 +4,13 @@
 rule stage_config:
     """The resolved (validated, defaults filled) config sections one stage depends on."""
     output:
-        f"{R}/config/{{stage}}.json",
+        f"{RUN_DIR}/config/{{stage}}.json",
     params:
         sections=lambda w: plan.stage_config(CFG, w.stage),
     wildcard_constraints:
         stage="|".join(plan.STAGE_SECTIONS),
     log:
-        f"{R}/logs/stage_config/{{stage}}.log",
+        f"{RUN_DIR}/logs/stage_config/{{stage}}.log",
     localrule: True
     run:
         from ume.io import write_json

@@ -11,10 +11,10 @@ rule prepare_pairs:
     input:
         config=config_of("data"),
     output:
-        pairs=f"{R}/data/pairs.parquet",
-        datasets=f"{R}/data/datasets.json",
-        manifest=f"{R}/data/manifest.json",
-        media=directory(f"{R}/data/media"),
+        pairs=f"{RUN_DIR}/data/pairs.parquet",
+        datasets=f"{RUN_DIR}/data/datasets.json",
+        manifest=f"{RUN_DIR}/data/manifest.json",
+        media=directory(f"{RUN_DIR}/data/media"),
     params:
         out=lambda w, output: os.path.dirname(output.manifest),
     log:
@@ -32,7 +32,7 @@ rule synth_benchmark:
     input:
         config=config_of("benchmark"),
     output:
-        root=directory(f"{R}/bench/synth"),
+        root=directory(f"{RUN_DIR}/bench/synth"),
     log:
         log_of("synth_benchmark"),
     benchmark:
@@ -52,8 +52,8 @@ rule annotate_tcot:
         annotator=ANNOTATOR,
         launch=LAUNCH_CONFIG,
     output:
-        tcot=f"{R}/annotate/tcot.parquet",
-        manifest=f"{R}/annotate/manifest.json",
+        tcot=f"{RUN_DIR}/annotate/tcot.parquet",
+        manifest=f"{RUN_DIR}/annotate/manifest.json",
     params:
         annotator=lambda w, input: plan.cli_args(annotator=input.annotator),
     log:
@@ -83,8 +83,8 @@ rule relevance_filter:
         annotator=ANNOTATOR,
         launch=LAUNCH_CONFIG,
     output:
-        filtered=f"{R}/filter/filtered.parquet",
-        manifest=f"{R}/filter/manifest.json",
+        filtered=f"{RUN_DIR}/filter/filtered.parquet",
+        manifest=f"{RUN_DIR}/filter/manifest.json",
     params:
         annotator=lambda w, input: plan.cli_args(annotator=input.annotator),
     log:
@@ -112,9 +112,9 @@ rule split_data:
         config=config_of("split"),
         filtered=rules.relevance_filter.output.filtered,
     output:
-        contrastive=f"{R}/split/contrastive.parquet",
-        rl=f"{R}/split/rl.parquet",
-        manifest=f"{R}/split/manifest.json",
+        contrastive=f"{RUN_DIR}/split/contrastive.parquet",
+        rl=f"{RUN_DIR}/split/rl.parquet",
+        manifest=f"{RUN_DIR}/split/manifest.json",
     log:
         log_of("split_data"),
     benchmark:

@@ -22,7 +22,7 @@ rule train_embedder:
     output:
         directory(EMBEDDER_TRAINED),
     params:
-        checkpoints=f"{R}/checkpoints/train_embedder",
+        checkpoints=f"{RUN_DIR}/checkpoints/train_embedder",
     log:
         log_of("train_embedder"),
     benchmark:

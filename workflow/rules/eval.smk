@@ -6,7 +6,7 @@
 # tasks and per-suite inputs: ume/plan.py.
 from pathlib import Path
 
-EVAL = f"{R}/eval"
+EVAL = f"{RUN_DIR}/eval"
 EVAL_KINDS = ["score.json", "pred.jsonl", "cost.json"]
 EVAL_SHELL = (
     "python -m ume eval --config {input.config} --suite {wildcards.suite} --task {wildcards.task}"
@@ -49,9 +49,9 @@ rule eval_task:
         suite=plan.suite_constraint(),
         task=plan.task_constraint(CFG),
     log:
-        f"{R}/logs/eval/{{suite}}/{{task}}.log",
+        f"{RUN_DIR}/logs/eval/{{suite}}/{{task}}.log",
     benchmark:
-        f"{R}/benchmarks/eval/{{suite}}/{{task}}.tsv"
+        f"{RUN_DIR}/benchmarks/eval/{{suite}}/{{task}}.tsv"
     resources:
         nodes=1,
         gpus=size(1, 0),

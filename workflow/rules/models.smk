@@ -8,7 +8,7 @@ rule base_models:
         launch=LAUNCH_CONFIG,
     output:
         backbones=expand(BASE_MODEL, role=plan.ROLES),
-        manifest=f"{R}/models/base/manifest.json",
+        manifest=f"{RUN_DIR}/models/base/manifest.json",
     params:
         out=lambda w, output: os.path.dirname(output.manifest),
     log:

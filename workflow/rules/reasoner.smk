@@ -32,7 +32,7 @@ rule sft_reasoner:
     output:
         directory(REASONER_SFT),
     params:
-        checkpoints=f"{R}/checkpoints/reasoner-sft",
+        checkpoints=f"{RUN_DIR}/checkpoints/reasoner-sft",
     log:
         log_of("sft_reasoner"),
     benchmark:
@@ -72,7 +72,7 @@ rule egrl:
             embedder=input.embedder,
             discriminator=input.discriminator,
         ),
-        checkpoints=f"{R}/checkpoints/reasoner-rl",
+        checkpoints=f"{RUN_DIR}/checkpoints/reasoner-rl",
     log:
         log_of("egrl"),
     benchmark:

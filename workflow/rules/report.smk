@@ -1,6 +1,6 @@
 # Leaderboards from the per-task score files: published baselines and this run (plus
 # eval.leaderboard_runs) side by side, variants as rows; shown in `snakemake --report`.
-LEADERBOARD = f"{R}/leaderboard"
+LEADERBOARD = f"{RUN_DIR}/leaderboard"
 # The evaluated suites, then the published benchmarks' tables (baselines) if not evaluated.
 LEADERBOARD_SUITES = plan.leaderboard_suites(CFG)
 
