@@ -10,15 +10,15 @@ import pytest
 
 from tests.fixtures import real_layouts as fx
 from tests.fixtures.eval_fakes import FakeEmbedder, FakeReasoner
-from ume.eval.encode import CachedEncoder, EmbeddingCache, EncodeStats, embedding_key
+from ume.eval.encode import CachedEncoder, EmbeddingCache, embedding_key
 from ume.eval.reason import (
     CachedReasoner,
-    ReasonStats,
     TCoTCache,
     cache_namespace,
     model_identity,
     strip_tokens,
 )
+from ume.eval.stats import CacheStats
 from ume.fingerprints import chat_fingerprint, content_key, folder_identity, item_fingerprint
 from ume.items import Item
 from ume.tcot.prompts import tcot_messages
@@ -127,22 +127,22 @@ def test_cached_reasoner_generates_each_prompt_once_across_instances(tmp_path):
     fake = FakeReasoner()
     ns = cache_namespace(fake.identity, fake.params)
     r = CachedReasoner(fake, TCoTCache(tmp_path, ns), flush_every=2)
-    st = ReasonStats()
+    st = CacheStats("reasoning")
     # duplicates inside one call are generated once
     out = r.reason([*items, items[0]], ["query"] * 6, st)
-    assert (st.requested, st.unique, st.generated, st.cached) == (6, 5, 5, 0)
+    assert (st.requested, st.unique, st.computed, st.cached) == (6, 5, 5, 0)
     assert st.tokens_generated == 35 and out[0] == out[5]
     assert len(list((tmp_path / ns).glob("part-*.jsonl"))) == 3  # flushed per 2 prompts
     # a new process (new cache object) finds all of them on disk
     fake2 = FakeReasoner()
     r2 = CachedReasoner(fake2, TCoTCache(tmp_path, ns))
-    st2 = ReasonStats()
+    st2 = CacheStats("reasoning")
     assert r2.reason(items, ["query"] * 5, st2) == out[:5]
-    assert (st2.generated, st2.cached, st2.tokens_cached, fake2.chats) == (0, 5, 35, 0)
+    assert (st2.computed, st2.cached, st2.tokens_cached, fake2.chats) == (0, 5, 35, 0)
     # the role changes the prompt: candidates are new prompts
-    st3 = ReasonStats()
+    st3 = CacheStats("reasoning")
     r2.reason(items[:2], ["candidate"] * 2, st3)
-    assert st3.generated == 2
+    assert st3.computed == 2
 
 
 def test_tcot_cache_skips_bad_lines_and_ignores_unfinished_shards(tmp_path):
@@ -178,18 +178,18 @@ def test_cached_encoder_encodes_each_key_once_and_returns_input_order(tmp_path):
     tcots = [f"t{i}" for i in range(6)]
     fake = FakeEmbedder()
     enc = CachedEncoder(fake, "emb-1", EmbeddingCache(tmp_path, "ns"), flush_every=4)
-    st = EncodeStats()
+    st = CacheStats("encoding")
     z = enc.encode([*items, items[2]], [*tcots, tcots[2]], "full", st)
     assert z.shape == (7, 16) and np.allclose(z[2], z[6])
     assert np.allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
-    assert (st.requested, st.unique, st.encoded, st.cached) == (7, 6, 6, 0)
+    assert (st.requested, st.unique, st.computed, st.cached) == (7, 6, 6, 0)
     assert fake.inputs == 6 and enc.max_calls_per_key() == 1 and enc.calls_per_unique() == 1.0
     # another mode is another input; the same mode again is free
     enc.encode(items, tcots, "answer_only")
     assert fake.inputs == 12
-    st2 = EncodeStats()
+    st2 = CacheStats("encoding")
     z2 = enc.encode(list(reversed(items)), list(reversed(tcots)), "full", st2)
-    assert st2.encoded == 0 and np.allclose(z2[::-1], z[:6])
+    assert st2.computed == 0 and np.allclose(z2[::-1], z[:6])
     # a new process reads the shards (memory-mapped) and encodes nothing
     fake2 = FakeEmbedder()
     enc2 = CachedEncoder(fake2, "emb-1", EmbeddingCache(tmp_path, "ns"))

@@ -237,12 +237,12 @@ def test_server_reasoner_retries_and_counts_tokens(tmp_path):
         assert r.identity == "server:m"
         cached = CachedReasoner(r, TCoTCache(tmp_path, "ns"))
         items = [Item(modality="text", text=f"item {i}") for i in range(2)]
-        from ume.eval.reason import ReasonStats
+        from ume.eval.stats import CacheStats
 
-        st = ReasonStats()
+        st = CacheStats("reasoning")
         out = cached.reason(items, ["query", "query"], st)
         assert all(t.startswith("<answer>") for t in out)
-        assert st.generated == 2 and st.tokens_generated == 18
+        assert st.computed == 2 and st.tokens_generated == 18
         assert seen[-1]["max_tokens"] == 16 and seen[-1]["model"] == "m"
     finally:
         srv.shutdown()

@@ -22,13 +22,13 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from ume.errors import DataError
+from ume.eval.stats import CacheStats
 from ume.fingerprints import code_identity, content_key, item_fingerprint
 from ume.io import atomic_path, write_text
 from ume.items import Item
@@ -46,24 +46,6 @@ class Encoder(Protocol):
         self, items: list[Item], tcots: list[str | None], *, mode: str = ..., batch_size: int = ...
     ) -> Any:  # torch.Tensor | np.ndarray [N, D]
         ...
-
-
-@dataclass
-class EncodeStats:
-    requested: int = 0  # inputs asked for (duplicates included)
-    unique: int = 0  # distinct keys among them
-    encoded: int = 0  # inputs the Embedder encoded now
-    cached: int = 0  # distinct keys served from the cache
-    seconds: float = 0.0
-
-    def add(self, other: EncodeStats) -> None:
-        for k, v in asdict(other).items():
-            setattr(self, k, getattr(self, k) + v)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["seconds_per_item"] = self.seconds / self.requested if self.requested else 0.0
-        return d
 
 
 def embedding_key(item: Item, tcot: str | None, mode: str, identity: str) -> str:
@@ -170,7 +152,7 @@ class CachedEncoder:
         items: Sequence[Item],
         tcots: Sequence[str | None] | None,
         mode: str,
-        stats: EncodeStats | None = None,
+        stats: CacheStats | None = None,
     ) -> np.ndarray:
         """Unit-norm embeddings [len(items), D] (float32), in input order."""
         t0 = time.perf_counter()
@@ -186,7 +168,7 @@ class CachedEncoder:
         for i, k in enumerate(keys):
             first.setdefault(k, i)
         todo = [k for k in first if k not in self.cache]
-        st = EncodeStats(requested=len(keys), unique=len(first))
+        st = CacheStats("encoding", requested=len(keys), unique=len(first))
         st.cached = st.unique - len(todo)
         for start in range(0, len(todo), self.flush_every):  # a flush per chunk: resumable
             chunk = todo[start : start + self.flush_every]
@@ -203,7 +185,7 @@ class CachedEncoder:
                 )
             self.cache.put(chunk, vecs)
             self.calls.update(chunk)
-            st.encoded += len(chunk)
+            st.computed += len(chunk)
         out = self.cache.get_many(keys) if keys else np.zeros((0, 0), np.float32)
         st.seconds = time.perf_counter() - t0
         if stats is not None:

@@ -14,9 +14,9 @@ Two backends behind one small interface (``identity``, ``params``, ``generate(ch
 :class:`HFReasoner` (batched ``generate`` with left padding, prompts sorted by length) and
 :class:`ServerReasoner` (an OpenAI-compatible server such as vLLM, by URL).
 
->>> stats = ReasonStats()
+>>> stats = CacheStats("reasoning")
 >>> tcots = CachedReasoner(reasoner, cache).reason(items, roles, stats)  # doctest: +SKIP
->>> stats.generated, stats.cached                                         # doctest: +SKIP
+>>> stats.computed, stats.cached                                          # doctest: +SKIP
 (120, 0)
 """
 
@@ -28,11 +28,11 @@ import os
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from ume.errors import ConfigError
+from ume.eval.stats import CacheStats
 from ume.fingerprints import bytes_sha256, chat_fingerprint, content_key, folder_identity
 from ume.io import atomic_path, write_json, write_text
 from ume.items import Item
@@ -40,29 +40,7 @@ from ume.items import Item
 log = logging.getLogger(__name__)
 
 
-# --------------------------------------------------------------------------- bookkeeping
-@dataclass
-class ReasonStats:
-    """Counts of one :meth:`CachedReasoner.reason` call (or several, accumulated)."""
-
-    requested: int = 0  # items asked for (duplicates included)
-    unique: int = 0  # distinct prompts among them
-    generated: int = 0  # T-CoTs the Reasoner wrote now
-    cached: int = 0  # distinct prompts answered from the cache
-    tokens_generated: int = 0  # tokens written now
-    tokens_cached: int = 0  # tokens the cache saved
-    seconds: float = 0.0  # wall time, cache look-ups included
-
-    def add(self, other: ReasonStats) -> None:
-        for k, v in asdict(other).items():
-            setattr(self, k, getattr(self, k) + v)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["seconds_per_item"] = self.seconds / self.requested if self.requested else 0.0
-        return d
-
-
+# --------------------------------------------------------------------------- the interface
 class Reasoner(Protocol):
     identity: str  # what the weights are: "hf:<folder checksum>" | "server:<model>"
     params: dict[str, Any]  # generation parameters that change the output
@@ -173,13 +151,13 @@ class CachedReasoner:
         )
 
     def reason(
-        self, items: Sequence[Item], roles: Sequence[str], stats: ReasonStats | None = None
+        self, items: Sequence[Item], roles: Sequence[str], stats: CacheStats | None = None
     ) -> list[str]:
         """One T-CoT per item (``roles``: ``"query"`` | ``"candidate"``), in order."""
         from ume.tcot.prompts import tcot_messages
 
         t0 = time.perf_counter()
-        st = ReasonStats()
+        st = CacheStats("reasoning")
         chats = [tcot_messages(it, r) for it, r in zip(items, roles, strict=True)]
         keys = [self.key(c) for c in chats]
         first: dict[str, int] = {}
@@ -195,7 +173,7 @@ class CachedReasoner:
             chunk = todo[start : start + self.flush_every]
             outs = self.reasoner.generate([chats[first[k]] for k in chunk])
             self.cache.put(dict(zip(chunk, outs, strict=True)))
-            st.generated += len(chunk)
+            st.computed += len(chunk)
             st.tokens_generated += sum(n for _, n in outs)
         st.seconds = time.perf_counter() - t0
         if stats is not None:

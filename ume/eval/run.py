@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 
 from ume.errors import ConfigError, DataError
-from ume.eval.encode import CachedEncoder, EncodeStats
+from ume.eval.encode import CachedEncoder
 from ume.eval.metrics import main_score, score_task
-from ume.eval.reason import CachedReasoner, ReasonStats
+from ume.eval.reason import CachedReasoner
 from ume.eval.retrieval import IndexParams, effective_kind, rank_local, search, tie_order
+from ume.eval.stats import CacheStats
 from ume.io import write_json, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,7 @@ def evaluate_task(
     for v in order:
         var = VARIANTS[v]
         mode = var.mode or ctx.main_mode
-        rstats, estats = ReasonStats(), EncodeStats()
+        rstats, estats = CacheStats("reasoning"), CacheStats("encoding")
         q_tcots: list[str | None] = [None] * len(q_items)
         c_tcots: list[str | None] = [None] * len(c_items)
         if mode != "raw":
@@ -274,8 +275,8 @@ def evaluate_task(
         )
         log.info(
             "%s/%s: %s=%.4f (T-CoTs generated %d, cached %d; encoded %d, cached %d)",
-            v, spec.name, spec.metric, rec["main_score"], rstats.generated, rstats.cached,
-            estats.encoded, estats.cached,
+            v, spec.name, spec.metric, rec["main_score"], rstats.computed, rstats.cached,
+            estats.computed, estats.cached,
         )  # fmt: skip
         results[v] = rec
     return results
