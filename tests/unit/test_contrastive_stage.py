@@ -50,7 +50,7 @@ def test_deepspeed_on_a_cpu_machine_is_a_config_error():
     with pytest.raises(ConfigError, match=r"train_embedder\.deepspeed"):
         _device_settings(cfg)
     cfg = config_from_dict({"models": {"embedder": {"dtype": "bfloat16"}}})
-    assert _device_settings(cfg)["dtype"] == "float32"  # fp32 + sdpa on CPU
+    assert _device_settings(cfg).dtype == "float32"  # fp32 + sdpa on CPU
 
 
 def _rows(tmp_path, tcot=True):

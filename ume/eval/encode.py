@@ -214,25 +214,27 @@ def make_encoder(
     identity_memo: str | os.PathLike | None = None,
 ) -> CachedEncoder:
     """The Embedder at ``model_path`` (a model folder or a base ``backbone.json``), cached."""
-    from ume.eval.reason import _device, model_identity, resolve_model_folder
+    from ume.eval.reason import model_identity, resolve_model_folder
+    from ume.models.device import choose_device
     from ume.models.embedder import Embedder
 
     folder = resolve_model_folder(model_path)
     m = cfg.models.embedder
+    dev = choose_device(m.dtype, m.attn_implementation, role="embedder")
     max_length = cfg.train_embedder.max_length
     embedder = Embedder.from_pretrained(
         folder,
-        dtype=m.dtype,
-        attn_implementation=m.attn_implementation,
+        dtype=dev.dtype,
+        attn_implementation=dev.attn_implementation,
         role="embedder",
         max_length=max_length,
-        device=_device(),
+        device=dev.device,
     )
     identity = content_key(
         "embedder",
         model_identity(folder, identity_memo),
         code_identity(CODE_MODULES),
-        {"dtype": m.dtype, "max_length": max_length},
+        {"dtype": dev.dtype, "max_length": max_length},
     )
     cache = EmbeddingCache(cache_root, embedder_namespace(identity))
     return CachedEncoder(embedder, identity, cache, batch_size=cfg.eval.batch_size)

@@ -369,8 +369,11 @@ def make_reasoner(
         )
     if model_path is None:
         raise ConfigError("eval.reasoner_backend 'hf' needs the Reasoner model (--reasoner)")
+    from ume.models.device import choose_device
+
     folder = resolve_model_folder(model_path)
     m = cfg.models.reasoner
+    dev = choose_device(m.dtype, m.attn_implementation, role="reasoner")
     return HFReasoner(
         folder,
         identity=model_identity(folder, identity_memo),
@@ -378,13 +381,7 @@ def make_reasoner(
         temperature=ev.temperature,
         seed=cfg.seed,
         batch_size=ev.batch_size,
-        dtype=m.dtype,
-        attn_implementation=m.attn_implementation,
-        device=_device(),
+        dtype=dev.dtype,
+        attn_implementation=dev.attn_implementation,
+        device=dev.device,
     )
-
-
-def _device() -> str | None:
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else None

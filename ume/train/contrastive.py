@@ -58,6 +58,7 @@ from ume.io import Manifest, atomic_path, write_json, write_text
 from ume.items import Item, check_pairs_frame
 from ume.launch.resumable import checkpoint_dir as checkpoint_dir_for
 from ume.launch.resumable import resume_point
+from ume.models.device import DeviceChoice, choose_device
 from ume.tcot.format import DEFAULT_FRAME_BASE
 from ume.train.gradcache import chunk, gradcache_step
 from ume.train.losses import ddp_loss_scale, info_nce, world
@@ -379,25 +380,17 @@ def read_weights(datasets_json: str | Path | None) -> dict[str, float]:
     return {k: float(v.get("weight", 1.0)) for k, v in json.loads(p.read_text()).items()}
 
 
-def _device_settings(cfg: Config) -> dict[str, Any]:
-    """dtype, attention kernel and precision flags: the config on GPU, fp32 + sdpa on CPU."""
+def _device_settings(cfg: Config) -> DeviceChoice:
+    """The Embedder's device and precision (:func:`~ume.models.device.choose_device`);
+    DeepSpeed only with GPUs."""
     b = cfg.models.embedder
-    gpu = torch.cuda.is_available()
-    dtype, attn = b.dtype, b.attn_implementation
-    if not gpu and (dtype != "float32" or attn == "flash_attention_2"):
-        log.warning("no GPU: training in float32 with sdpa attention (config: %s, %s)", dtype, attn)
-        dtype, attn = "float32", "sdpa"
-    if cfg.train_embedder.deepspeed and not gpu:
+    dev = choose_device(b.dtype, b.attn_implementation, role="embedder")
+    if cfg.train_embedder.deepspeed and not dev.gpu:
         raise ConfigError(
             f"train_embedder.deepspeed = {cfg.train_embedder.deepspeed!r} needs GPUs; set it to "
             "null on CPU"
         )
-    return {
-        "gpu": gpu,
-        "dtype": dtype,
-        "attn_implementation": attn,
-        "bf16": gpu and dtype == "bfloat16",
-    }
+    return dev
 
 
 def _fingerprint(cfg: Config, inputs: Sequence[str | Path | None]) -> str:
@@ -520,8 +513,8 @@ def train_embedder(
         weight_decay=tc.weight_decay,
         max_grad_norm=tc.max_grad_norm,
         optim="adamw_torch",
-        bf16=dev["bf16"],
-        use_cpu=not dev["gpu"],
+        bf16=dev.bf16,
+        use_cpu=not dev.gpu,
         deepspeed=str(deepspeed) if deepspeed else None,
         logging_steps=1,
         save_strategy="steps",
@@ -552,8 +545,8 @@ def train_embedder(
     set_seed(cfg.seed)  # LoRA initialisation
     embedder = Embedder.from_pretrained(
         backbone["path"],
-        dtype=dev["dtype"],
-        attn_implementation=dev["attn_implementation"],
+        dtype=dev.dtype,
+        attn_implementation=dev.attn_implementation,
         lora=tc.lora if tc.lora.enabled else None,
         role="embedder",
         max_length=tc.max_length,
@@ -616,9 +609,9 @@ def train_embedder(
                 for d, p in zip(sampler.datasets, sampler.probabilities, strict=True)
             },
             world_size=args.world_size,
-            device="cuda" if dev["gpu"] else "cpu",
-            dtype=dev["dtype"],
-            attn_implementation=dev["attn_implementation"],
+            device="cuda" if dev.gpu else "cpu",
+            dtype=dev.dtype,
+            attn_implementation=dev.attn_implementation,
             deepspeed=str(deepspeed) if deepspeed else None,
             resumed_from=Path(last).name if last else None,
             trainable_parameters=sum(p.numel() for p in embedder.parameters() if p.requires_grad),

@@ -296,7 +296,9 @@ def grpo_args(cfg: Config, checkpoints: Path, weights: list[float]):
     """TRL ``GRPOConfig`` of the run (batch in rollouts: 2 sides x G x pairs)."""
     from trl import GRPOConfig
 
-    g = cfg.egrl
+    from ume.models.device import choose_device
+
+    g, m = cfg.egrl, cfg.models.reasoner
     vllm = _use_vllm(g)
     extra: dict[str, Any] = {}
     if vllm:
@@ -336,7 +338,7 @@ def grpo_args(cfg: Config, checkpoints: Path, weights: list[float]):
         disable_tqdm=True,
         log_completions=False,
         **extra,
-        **reasoner_common.device_kwargs(cfg.models.reasoner),
+        **choose_device(m.dtype, m.attn_implementation, role="reasoner").trainer_flags(),
     )
 
 
@@ -362,6 +364,7 @@ def train_egrl(
     ``embedder_backend`` / ``discriminator_backend``: ready backends instead (tests).
     """
     from ume.models.backbone import load_backbone
+    from ume.models.device import choose_device
     from ume.train import reward_models
 
     g = cfg.egrl
@@ -393,8 +396,9 @@ def train_egrl(
 
     start = reasoner_common.model_folder(reasoner)
     bcfg = cfg.models.reasoner
+    dev = choose_device(bcfg.dtype, bcfg.attn_implementation, role="reasoner")
     model, processor = load_backbone(
-        start, dtype=bcfg.dtype, attn_implementation=bcfg.attn_implementation, role="reasoner"
+        start, dtype=dev.dtype, attn_implementation=dev.attn_implementation, role="reasoner"
     )
     start_heldout = heldout_scores(model, processor, held_df, scorer, g)
     model.train()

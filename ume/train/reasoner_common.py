@@ -91,15 +91,6 @@ def freeze_vision(model) -> None:
             p.requires_grad_(False)
 
 
-def device_kwargs(bcfg: BackboneConfig) -> dict[str, Any]:
-    """TrainingArguments for this machine: CPU, or CUDA with the backbone's precision."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return {"use_cpu": True, "bf16": False, "fp16": False}
-    return {"bf16": bcfg.dtype == "bfloat16", "fp16": bcfg.dtype == "float16"}
-
-
 def save_reasoner(
     model, processor, out_dir: str | Path, *, role: str, source: str, bcfg: BackboneConfig
 ) -> dict[str, Any]:

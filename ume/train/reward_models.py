@@ -22,7 +22,6 @@ torch.Size([1, 64])
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -32,13 +31,6 @@ from ume.errors import ConfigError, UmeError
 from ume.serving import ServerClient, to_openai_messages
 
 log = logging.getLogger(__name__)
-
-
-def _device() -> str:
-    """This process's GPU (``LOCAL_RANK`` under torchrun/accelerate), else the CPU."""
-    if not torch.cuda.is_available():
-        return "cpu"
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
 
 
 class LocalEmbedder:
@@ -64,14 +56,16 @@ class LocalEmbedder:
     @property
     def model(self):
         if self._model is None:
+            from ume.models.device import choose_device
             from ume.models.embedder import Embedder
 
+            dev = choose_device(self.dtype, self.attn_implementation, role="embedder")
             m = Embedder.from_pretrained(
                 self.folder,
-                dtype=self.dtype,
-                attn_implementation=self.attn_implementation,
+                dtype=dev.dtype,
+                attn_implementation=dev.attn_implementation,
                 max_length=self.max_length,
-                device=_device(),
+                device=dev.device,
             )
             m.requires_grad_(False)
             m.eval()
@@ -134,13 +128,15 @@ class LocalDiscriminator:
     def _model(self):
         if self._loaded is None:
             from ume.models.backbone import load_backbone
+            from ume.models.device import choose_device
 
+            dev = choose_device(self.dtype, self.attn_implementation, role="discriminator")
             model, proc = load_backbone(
                 self.folder,
-                dtype=self.dtype,
-                attn_implementation=self.attn_implementation,
+                dtype=dev.dtype,
+                attn_implementation=dev.attn_implementation,
                 role="discriminator",
-                device=_device(),
+                device=dev.device,
             )
             model.requires_grad_(False)
             self._loaded = (model, proc)

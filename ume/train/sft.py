@@ -69,6 +69,7 @@ def train_sft(
     from trl import SFTTrainer
 
     from ume.models.backbone import load_backbone
+    from ume.models.device import choose_device
 
     s = cfg.sft
     out_dir = Path(out_dir)
@@ -85,8 +86,9 @@ def train_sft(
         raise DataError(f"{pairs_path}: no usable annotated T-CoT to imitate ({skipped})")
     start = reasoner_common.model_folder(reasoner)
     bcfg = cfg.models.reasoner
+    dev = choose_device(bcfg.dtype, bcfg.attn_implementation, role="reasoner")
     model, processor = load_backbone(
-        start, dtype=bcfg.dtype, attn_implementation=bcfg.attn_implementation, role="reasoner"
+        start, dtype=dev.dtype, attn_implementation=dev.attn_implementation, role="reasoner"
     )
     model.train()
     peft_config = reasoner_common.lora_peft_config(s.lora) if s.lora.enabled else None
@@ -110,7 +112,7 @@ def train_sft(
         seed=cfg.seed,
         disable_tqdm=True,
         dataloader_num_workers=0,
-        **reasoner_common.device_kwargs(bcfg),
+        **dev.trainer_flags(),
     )
     trainer = SFTTrainer(
         model=model,
