@@ -56,7 +56,7 @@ def test_scores_leaderboard_and_missing_task(small_run):
     cost = json.loads((r / "eval/answer_only/synth/SynthCLS.cost.json").read_text())
     assert cost["reasoning"]["generated"] == 0 and cost["reasoning"]["cached"] > 0
     assert (r / "logs/eval/synth/SynthCLS.log").exists()
-    assert (r / "benchmarks/eval/synth/SynthCLS.tsv").exists()
+    assert (r / "timings/eval/synth/SynthCLS.tsv").exists()
     md = (r / "leaderboard/leaderboard.md").read_text()
     assert "default / main" in md and "INCOMPLETE" in md
     assert (r / "leaderboard/leaderboard.png").stat().st_size > 0

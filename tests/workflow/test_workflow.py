@@ -96,7 +96,7 @@ def test_full_run_writes_every_artifact_with_manifests(full_run):
         assert man["versions"]["torch"].startswith("2.13.0")
     for log in ("base_models", "prepare_pairs", "annotate_tcot", "relevance_filter", "split_data"):
         assert (r / "logs" / f"{log}.log").exists()
-        assert (r / "benchmarks" / f"{log}.tsv").exists()
+        assert (r / "timings" / f"{log}.tsv").exists()
     # each stage reads (and records) only the config sections it depends on
     assert set(json.loads((r / "config/split.json").read_text())) == {"seed", "split"}
     assert set(json.loads((r / "annotate/manifest.json").read_text())["config"]) == {

@@ -11,8 +11,10 @@ def log_of(name):
     return f"{RUN_DIR}/logs/{name}.log"
 
 
-def bench_of(name):
-    return f"{RUN_DIR}/benchmarks/{name}.tsv"
+def timing_of(name):
+    """Snakemake's `benchmark:` file of a rule (wall time, memory); the word "benchmarks" is
+    kept for the performance scripts of benchmarks/."""
+    return f"{RUN_DIR}/timings/{name}.tsv"
 
 
 def config_of(stage):

@@ -20,7 +20,7 @@ rule prepare_pairs:
     log:
         log_of("prepare_pairs"),
     benchmark:
-        bench_of("prepare_pairs")
+        timing_of("prepare_pairs")
     conda:
         CPU_ENV
     shell:
@@ -36,7 +36,7 @@ rule synth_benchmark:
     log:
         log_of("synth_benchmark"),
     benchmark:
-        bench_of("synth_benchmark")
+        timing_of("synth_benchmark")
     conda:
         CPU_ENV
     shell:
@@ -59,7 +59,7 @@ rule annotate_tcot:
     log:
         log_of("annotate_tcot"),
     benchmark:
-        bench_of("annotate_tcot")
+        timing_of("annotate_tcot")
     resources:
         nodes=1,
         gpus=ANNOTATOR_GPUS,
@@ -90,7 +90,7 @@ rule relevance_filter:
     log:
         log_of("relevance_filter"),
     benchmark:
-        bench_of("relevance_filter")
+        timing_of("relevance_filter")
     resources:
         nodes=1,
         gpus=ANNOTATOR_GPUS,
@@ -118,7 +118,7 @@ rule split_data:
     log:
         log_of("split_data"),
     benchmark:
-        bench_of("split_data")
+        timing_of("split_data")
     conda:
         CPU_ENV
     shell:

@@ -26,7 +26,7 @@ rule train_embedder:
     log:
         log_of("train_embedder"),
     benchmark:
-        bench_of("train_embedder")
+        timing_of("train_embedder")
     resources:
         nodes=1,
         gpus=size(8, 0),

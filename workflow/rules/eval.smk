@@ -51,7 +51,7 @@ rule eval_task:
     log:
         f"{RUN_DIR}/logs/eval/{{suite}}/{{task}}.log",
     benchmark:
-        f"{RUN_DIR}/benchmarks/eval/{{suite}}/{{task}}.tsv"
+        timing_of("eval/{suite}/{task}")
     resources:
         nodes=1,
         gpus=size(1, 0),

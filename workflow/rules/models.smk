@@ -14,7 +14,7 @@ rule base_models:
     log:
         log_of("base_models"),
     benchmark:
-        bench_of("base_models")
+        timing_of("base_models")
     resources:
         nodes=1,
         gpus=0,

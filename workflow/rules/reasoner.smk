@@ -36,7 +36,7 @@ rule sft_reasoner:
     log:
         log_of("sft_reasoner"),
     benchmark:
-        bench_of("sft_reasoner")
+        timing_of("sft_reasoner")
     resources:
         nodes=1,
         gpus=size(8, 0),
@@ -76,7 +76,7 @@ rule egrl:
     log:
         log_of("egrl"),
     benchmark:
-        bench_of("egrl")
+        timing_of("egrl")
     resources:
         nodes=1,
         gpus=size(8, 0),
