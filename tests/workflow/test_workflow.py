@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,24 @@ def test_dry_run_of_all_plans_every_stage(repo, tmp_path):
         "split_data",
     ):
         assert rule in out
+
+
+@pytest.mark.parametrize(
+    "ablation, not_planned, egrl_reasoner",
+    [
+        ("no_sft", "sft_reasoner", "results/abl-no-sft/models/base/reasoner/backbone.json"),
+        ("no_egrl", "egrl", None),
+    ],
+)
+def test_a_switched_off_stage_is_not_planned(repo, tmp_path, ablation, not_planned, egrl_reasoner):
+    # the stage's rule exists; the plan (ume.plan) never asks for its output
+    conf = str(repo / f"config/ablations/{ablation}.yaml")
+    res = snakemake(repo, tmp_path, "-n", "-p", "all", "--configfile", conf)
+    out = res.stdout + res.stderr
+    assert not re.search(rf"^{not_planned}\s+\d+$", out, flags=re.M)
+    assert re.search(r"^eval_task\s+16$", out, flags=re.M)
+    if egrl_reasoner:  # EG-RL starts from the base Reasoner
+        assert f"--reasoner {egrl_reasoner} --embedder" in out
 
 
 def test_bad_config_stops_before_anything_runs(repo, tmp_path):
