@@ -54,12 +54,13 @@ from transformers.trainer_callback import PrinterCallback
 from ume.config import Config
 from ume.errors import ConfigError, DataError
 from ume.fingerprints import checksum, file_sha256, fingerprint_of
-from ume.io import Manifest, atomic_path, write_json, write_text
+from ume.io import Manifest, write_json, write_text
 from ume.items import Item, check_pairs_frame
 from ume.launch.resumable import checkpoint_dir as checkpoint_dir_for
 from ume.launch.resumable import resume_point
 from ume.models.device import DeviceChoice, choose_device
 from ume.tcot.format import DEFAULT_FRAME_BASE
+from ume.train.curves import Panel, plot_curves
 from ume.train.gradcache import chunk, gradcache_step
 from ume.train.losses import ddp_loss_scale, info_nce, world
 from ume.train.sampler import ContrastiveBatchSampler, num_steps_for
@@ -422,33 +423,27 @@ def curve_rows(log_history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [by_step[s] for s in sorted(by_step)]
 
 
+#: The panels of ``curves.png``.
+CURVE_PANELS = (
+    Panel(
+        "loss",
+        ("loss", "loss_q2t", "loss_t2q"),
+        ylabel="InfoNCE loss",
+        labels={"loss": "symmetric", "loss_q2t": "query->target", "loss_t2q": "target->query"},
+    ),
+    Panel("in-batch accuracy", ("accuracy",), ylabel="top-1 in global batch", ylim=(0, 1.02)),
+)
+
+
 def write_curves(rows: list[dict[str, Any]], csv_path: str | Path, png_path: str | Path) -> None:
     import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(CURVE_COLUMNS), lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
     write_text(csv_path, buf.getvalue())
-
-    steps = [r["step"] for r in rows]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    a.plot(steps, [r["loss"] for r in rows], label="symmetric")
-    a.plot(steps, [r["loss_q2t"] for r in rows], lw=0.8, alpha=0.7, label="query->target")
-    a.plot(steps, [r["loss_t2q"] for r in rows], lw=0.8, alpha=0.7, label="target->query")
-    a.set(xlabel="step", ylabel="InfoNCE loss", title="loss")
-    a.legend(fontsize=7)
-    b.plot(steps, [r["accuracy"] for r in rows])
-    b.set(xlabel="step", ylabel="top-1 in global batch", title="in-batch accuracy", ylim=(0, 1.02))
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    plot_curves(rows, png_path, CURVE_PANELS)
 
 
 def train_embedder(

@@ -27,6 +27,7 @@ from ume.fingerprints import checksum, fingerprint_of, input_identity
 from ume.io import atomic_path, write_json, write_text
 from ume.items import Item
 from ume.tcot.prompts import tcot_messages
+from ume.train.curves import Panel, plot_curves
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ def train_log_callback(csv_path: str | Path, png_path: str | Path | None = None)
         def on_train_end(self, args, state, control, **kw):
             write_log(csv_path, self.rows)
             if png_path is not None:
-                plot_log(self.rows, png_path)
+                plot_curves(self.rows, png_path, log_panels(self.rows))
 
     return TrainLog()
 
@@ -238,60 +239,19 @@ def read_log(path: str | Path) -> list[dict[str, float]]:
         ]
 
 
-def plot_log(rows: list[dict[str, float]], png_path: str | Path) -> None:
-    """One panel per logged quantity family: rewards, length, KL, entropy, loss."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    if not rows:
-        return
-    steps = [r["step"] for r in rows]
-    panels: list[tuple[str, list[str]]] = []
+def log_panels(rows: list[dict[str, float]]) -> list[Panel]:
+    """The panels of a Reasoner's training log: rewards, length, KL, entropy, loss."""
     keys = {k for r in rows for k in r}
-    reward_keys = sorted(k for k in keys if k.startswith("rewards/") and k.endswith("/mean"))
-    if "reward" in keys:
-        panels.append(("total reward", ["reward"]))
-    if reward_keys:
-        panels.append(("rewards (mean)", reward_keys))
-    for title, names in (
-        ("response length", ["completions/mean_length"]),
-        ("KL", ["kl"]),
-        ("entropy", ["entropy"]),
-        ("loss", ["loss"]),
-    ):
-        if any(n in keys for n in names):
-            panels.append((title, names))
-    n = len(panels)
-    cols = min(3, n)
-    rows_n = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3.0 * rows_n), squeeze=False)
-    for ax, (title, names) in zip(axes.flat, panels, strict=False):
-        for name in names:
-            ys = [r.get(name, float("nan")) for r in rows]
-            ax.plot(
-                steps, ys, marker=".", label=name.removeprefix("rewards/").removesuffix("/mean")
-            )
-            std = name.replace("/mean", "/std") if name.endswith("/mean") else f"{name}_std"
-            if any(std in r for r in rows):
-                sd = [r.get(std, 0.0) for r in rows]
-                ax.fill_between(
-                    steps,
-                    [y - s for y, s in zip(ys, sd, strict=True)],
-                    [y + s for y, s in zip(ys, sd, strict=True)],
-                    alpha=0.2,
-                )
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        if len(names) > 1:
-            ax.legend(fontsize=7)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    fig.tight_layout()
-    with atomic_path(png_path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
-    plt.close(fig)
+    rewards = tuple(sorted(k for k in keys if k.startswith("rewards/") and k.endswith("/mean")))
+    short = {k: k.removeprefix("rewards/").removesuffix("/mean") for k in rewards}
+    return [
+        Panel("total reward", ("reward",)),
+        Panel("rewards (mean)", rewards, labels=short),
+        Panel("response length", ("completions/mean_length",)),
+        Panel("KL", ("kl",)),
+        Panel("entropy", ("entropy",)),
+        Panel("loss", ("loss",)),
+    ]
 
 
 def log_summary(rows: list[dict[str, float]], key: str = "reward", frac: float = 0.1) -> dict:
