@@ -14,10 +14,10 @@ from PIL import Image
 
 from ume.annotate.backends import OracleAnnotator, ServerAnnotator
 from ume.annotate.stage import annotate_pairs, filter_pairs, split_pairs
+from ume.clients import to_openai_messages
 from ume.config import OracleConfig, ServerConfig, config_from_dict
 from ume.errors import ConfigError, DataError, UmeError
 from ume.items import Item, pair_row, pairs_frame
-from ume.serving import to_openai_messages
 from ume.tcot.format import check_format, parse_tcot
 
 pytestmark = pytest.mark.unit

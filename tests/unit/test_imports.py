@@ -38,9 +38,9 @@ LAYERS: dict[str, int] = {
     # 1: the typed config
     "ume.config": 1,
     # 2: what the stages talk about: benchmark suites, the T-CoT format, the server client
+    "ume.clients": 2,
     "ume.suites": 2,
     "ume.tcot": 2,
-    "ume.serving": 2,
     # 3: THE input builder (item + T-CoT + evidence -> model inputs)
     "ume.inputs": 3,
     # 4: backbones and the Embedder

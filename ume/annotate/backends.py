@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from ume.clients import ServerClient
 from ume.config import OracleConfig, ServerConfig
 from ume.errors import ConfigError
 from ume.items import Item
-from ume.serving import ServerClient
 from ume.suites.synth.scenes import COLORS, SHAPES
 from ume.tcot import prompts
 from ume.tcot.format import EVIDENCE_KEY, render_tcot

@@ -305,7 +305,7 @@ class ServerReasoner:
     """
 
     def __init__(self, cfg: Any, *, max_new_tokens: int, temperature: float = 0.0) -> None:
-        from ume.serving import ServerClient
+        from ume.clients import ServerClient
 
         self.client = ServerClient(cfg, "eval.server")
         self.cfg = cfg

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
+from ume.clients import ServerClient, to_openai_messages
 from ume.config import EGRLConfig, ServerConfig
 from ume.errors import ConfigError, UmeError
-from ume.serving import ServerClient, to_openai_messages
 
 log = logging.getLogger(__name__)
 
