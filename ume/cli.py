@@ -147,6 +147,37 @@ def cmd_eval(args) -> int:
     )
 
 
+def cmd_check_data(args) -> int:
+    """Report, for every task of the suites, whether its data is there (module
+    ume.suites.check): found (with counts), missing or incomplete (the path looked for and
+    what to download), malformed (file and row). Exit 1 only with --strict."""
+    import json
+
+    from ume.suites.base import DataRoots
+    from ume.suites.check import check_suites, report
+
+    cfg = _config(args)
+    suites = args.suite or [s for s in cfg.eval.suites if s != "synth"] or ["mmeb", "uvrb"]
+    if "synth" in suites and args.root is None:
+        raise UmeError("check-data --suite synth needs --root (the synthetic benchmark folder)")
+    roots = {s: DataRoots.from_eval(cfg.eval, s, args.root) for s in suites}
+    statuses = check_suites(
+        roots,
+        tasks=args.task,
+        quick=args.quick,
+        num_frames=cfg.eval.num_frames,
+        on_bad_item=cfg.eval.on_bad_item,
+        verify_media=args.verify_media,
+    )
+    print(report(statuses))
+    if args.json:
+        from ume.io import write_text
+
+        write_text(args.json, json.dumps([s.to_dict() for s in statuses], indent=2) + "\n")
+    bad = [s for s in statuses if s.status != "found"]
+    return 1 if (args.strict and bad) else 0
+
+
 def cmd_train_embedder(args) -> int:
     from ume.train.contrastive import train_embedder
 
@@ -282,6 +313,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reasoner", help="Reasoner folder or backbone.json (variants with T-CoTs)")
     sp.add_argument("--reasoner-no-egrl", help="Reasoner before EG-RL (variant no_egrl)")
     sp.add_argument("--cache-dir", help="T-CoT/embedding caches ('none': no disk cache)")
+    sp = stage("check-data", cmd_check_data, "check the benchmark data roots, task by task")
+    sp.add_argument("--suite", nargs="*", choices=("mmeb", "uvrb", "synth"),
+                    help="suites (default: eval.suites without synth, else mmeb and uvrb)")  # fmt: skip
+    sp.add_argument("--task", nargs="*", help="only these tasks (any of their names)")
+    sp.add_argument("--root", help="data root for every suite (default: eval.<suite>_root)")
+    sp.add_argument("--quick", action="store_true", help="look for the files only (no counts)")
+    sp.add_argument("--verify-media", action="store_true", help="decode every image and frame")
+    sp.add_argument("--strict", action="store_true", help="exit 1 unless every task is found")
+    sp.add_argument("--json", help="also write the verdicts as JSON to this file")
     sp = add_launch_options(
         stage("train-embedder", cmd_train_embedder, "contrastive training of the Embedder")
     )

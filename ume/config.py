@@ -788,9 +788,20 @@ class EvalConfig(Section):
     )
     mmeb_root: str | None = Field(
         None,
-        description="local MMEB-V2 root holding image-tasks/, video-tasks/, visdoc-tasks/ and "
-        "the image tasks' annotation parquets under MMEB_Test_Instruct/<task>/ (suite mmeb; "
-        "missing data is recorded missing)",
+        description="local MMEB-V2 root as VLM2Vec's download_data.sh makes it (a clone of "
+        "TIGER-Lab/MMEB-V2): image-tasks/, video-tasks/, visdoc-tasks/ (suite mmeb; "
+        "`python -m ume check-data` says what is missing; missing data is recorded missing)",
+    )
+    mmeb_image_annotations: str | None = Field(
+        None,
+        description="folder of the image tasks' annotation parquets, <folder>/<task>/"
+        "test-*.parquet (a snapshot of ziyjiang/MMEB_Test_Instruct; null: "
+        "<mmeb_root>/image-tasks, beside the images)",
+    )
+    mmeb_image_root: str | None = Field(
+        None,
+        description="folder the image tasks' image paths are relative to (mmeb_v1.tar.gz "
+        "unpacked; null: <mmeb_root>/image-tasks)",
     )
     uvrb_root: str | None = Field(
         None,

@@ -166,3 +166,30 @@ def test_taskspec_validation():
         TaskSpec("t", "s", "image", "c", "l", "somewhere", "hit@1")
     positional = TaskSpec("t", "s", "image", "c", "l", "local", "hit@1", ("CG",))
     assert positional.groups == ("CG",) and positional.data_name == "t"
+
+
+def test_folders_are_vlm2vecs_table_of_local_paths():
+    """Every MMEB-V2 task reads (folder, subset, split) of VLM2Vec's dataset_hflocal_path.py
+    (copied verbatim in tests/fixtures/real_layouts.py) and its eval configs' frame_root."""
+    from tests.fixtures.real_layouts import FRAME_FOLDERS, LOCAL_PATHS, MVBENCH_SUBSETS
+
+    for s in MMEB_TASKS:
+        folder, subset, split = LOCAL_PATHS[s.data_name]
+        assert (s.folder, s.split) == (folder, split), s.name
+        if s.name == "MVBench":  # no subset in the table: its subsets are read one by one
+            assert list(s.subsets) == MVBENCH_SUBSETS
+        else:
+            assert s.subsets == ((subset,) if subset else ()), s.name
+        if s.modality == "video":
+            assert s.frames == f"video-tasks/frames/{FRAME_FOLDERS[s.data_name]}", s.name
+        assert s.hf_repo and not s.language
+    v2 = [s for s in MMEB_TASKS if s.category == "VDRv2"]
+    assert [s.folder for s in v2] == [
+        "visdoc-tasks/esg_reports_human_labeled_v2",
+        "visdoc-tasks/biomedical_lectures_v2",
+        "visdoc-tasks/economics_reports_v2",
+        "visdoc-tasks/esg_reports_v2",
+    ]
+    assert get_task("mmeb", "ViDoSeek-page-fixed").hf_repo == "VLM2Vec/ViDoSeek-page-fixed"
+    assert get_task("mmeb", "YouCook2").hf_repo == "lmms-lab/YouCook2"
+    assert all(s.folder == s.name and s.hf_repo == "Alibaba-NLP/UVRB" for s in UVRB_TASKS)

@@ -18,10 +18,12 @@ change only the Embedder's input (``raw``, ``answer_only``, ``no_evidence``) use
 variant's T-CoTs from the cache: they generate none (``raw`` asks for none at all), and the
 cost file shows it. All variants of a task run in one process, main first.
 
-A task whose files are missing is *recorded* missing (``status: "missing"`` and the reason,
-no metrics), so the leaderboard reports it and the aggregate says it is incomplete; a
-malformed row stops with an error naming file and row, or with ``eval.on_bad_item: skip``
-is skipped and counted (``num_skipped``, ``skipped``).
+A task whose data is not all there is *recorded* as the data check
+(:func:`ume.suites.check.task_status`) finds it: ``status: "missing"`` or ``"incomplete"``
+(half downloaded), with the reason, the absent paths and what to download, and no metrics;
+the leaderboard marks it and leaves it out of every average (never scored on what is
+there). A malformed row stops with an error naming file and row, or with
+``eval.on_bad_item: skip`` is skipped and counted (``num_skipped``, ``skipped``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ume.errors import ConfigError, DataError
+from ume.errors import ConfigError
 from ume.eval.encode import CachedEncoder
 from ume.eval.metrics import main_score, score_task
 from ume.eval.reason import CachedReasoner
@@ -85,46 +87,37 @@ def outputs(out_dir: str | Path, variant: str, suite: str, task: str) -> dict[st
     }
 
 
-def missing_reason(spec: Any, root: str | Path | None) -> str | None:
-    """Why ``spec``'s files cannot be read under ``root`` (None when its folder exists)."""
-    from ume.suites.base import VIDEO_KINDS, mmeb_dir, task_dir
+def missing_reason(spec: Any, root: Any) -> str | None:
+    """Why ``spec``'s data cannot be evaluated under ``root`` (None when it is found); the
+    verdict is :func:`ume.suites.check.task_status`'s, the data check's."""
+    from ume.suites.check import task_status
 
-    if root is None:
-        return f"no data root is configured for suite {spec.suite!r} (eval.{spec.suite}_root)"
-    root = Path(root)
-    name = spec.data_name or spec.name
-    folders = [task_dir(spec.layout, name, root)]
-    # the media of a task live apart from its table: a task without them is missing too
-    if spec.layout == "mmeb_image":
-        folders.append(mmeb_dir(root) / "image-tasks")
-    elif spec.layout in VIDEO_KINDS:
-        data_path = spec.data_path or ""
-        frames = Path(data_path).name if "/frames/" in f"/{data_path}" else name
-        folders.append(
-            mmeb_dir(root) / "video-tasks" / "frames" / VIDEO_KINDS[spec.layout] / frames
-        )
-    for folder in folders:
-        if not folder.is_dir():
-            return f"task {spec.name} missing at {folder}"
-    return None
+    st = task_status(spec, root)
+    return None if st.found else st.reason
 
 
-def write_missing(out_dir: str | Path, variant: str, spec: Any, reason: str) -> dict[str, Any]:
+def write_missing(
+    out_dir: str | Path, variant: str, spec: Any, reason: str, status: Any = None
+) -> dict[str, Any]:
+    """Record ``spec`` as not evaluated: ``status`` is the data check's verdict (a
+    :class:`~ume.suites.check.TaskStatus`: missing or incomplete) or None (missing)."""
     paths = outputs(out_dir, variant, spec.suite, spec.name)
     rec = {
         "task": spec.name,
         "suite": spec.suite,
         "variant": variant,
-        "status": "missing",
+        "status": status.status if status is not None else "missing",
         "reason": reason,
+        "missing_paths": list(status.missing) if status is not None else [],
+        "download": list(status.download) if status is not None else [],
         "main_metric": spec.metric,
         "num_pred": 0,
         "num_data": 0,
     }
     write_json(paths["score"], rec)
     write_jsonl(paths["pred"], [])
-    write_json(paths["cost"], {"task": spec.name, "variant": variant, "status": "missing"})
-    log.warning("%s/%s: recorded missing (%s)", variant, spec.name, reason)
+    write_json(paths["cost"], {"task": spec.name, "variant": variant, "status": rec["status"]})
+    log.warning("%s/%s: recorded %s (%s)", variant, spec.name, rec["status"], reason)
     return rec
 
 
@@ -142,6 +135,7 @@ class EvalContext:
     on_bad_item: str = "error"
     scorer_compatible: bool = False
     provenance: dict[str, Any] = field(default_factory=dict)  # models, commit, versions
+    cache_dir: Path | None = None  # where loaders decode page images (<cache_dir>/pages)
 
 
 def evaluate_task(
@@ -152,22 +146,22 @@ def evaluate_task(
     ctx: EvalContext,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate ``spec`` for each variant; write its files; return ``{variant: score record}``."""
+    from ume.suites.check import clone_origin, task_status
     from ume.suites.loaders import load_spec
 
     order = variant_order(variants)
-    reason = missing_reason(spec, root)
+    status = task_status(spec, root)  # the data check's verdict: found, missing, incomplete
     t0 = time.perf_counter()
-    if reason is None:
-        try:
-            task = load_spec(
-                spec, Path(root), num_frames=ctx.num_frames, on_bad_item=ctx.on_bad_item
-            )
-        except DataError as e:
-            if not str(e).startswith(f"task {spec.data_name} missing at"):
-                raise
-            reason = str(e)
-    if reason is not None:
-        return {v: write_missing(out_dir, v, spec, reason) for v in order}
+    if not status.found:
+        return {v: write_missing(out_dir, v, spec, status.reason, status) for v in order}
+    task = load_spec(
+        spec,
+        root,
+        num_frames=ctx.num_frames,
+        on_bad_item=ctx.on_bad_item,
+        cache_dir=ctx.cache_dir,
+    )
+    origin = clone_origin(Path(task.source)) if spec.layout == "beir" else ""
     load_s = time.perf_counter() - t0
     if ctx.encoder is None:
         raise ConfigError("evaluate_task needs an Embedder (EvalContext.encoder)")
@@ -231,6 +225,8 @@ def evaluate_task(
             "embedding_dimension": int(q_emb.shape[1]) if q_emb.ndim == 2 else 0,
             "skipped": task.skipped[:MAX_SKIPPED_LISTED],
             "notes": list(task.notes),
+            "counts": {k: v for k, v in task.summary().items() if k != "ranking"},
+            **({"origin": origin} if origin else {}),
         }
         paths = outputs(out_dir, v, spec.suite, spec.name)
         write_json(paths["score"], rec)
@@ -283,13 +279,6 @@ def evaluate_task(
 
 
 # --------------------------------------------------------------------------- a process
-def suite_root(cfg: Any, suite: str, root: str | Path | None) -> str | None:
-    """The data root of ``suite``: ``root`` if given, else ``eval.<suite>_root``."""
-    if root is not None:
-        return str(root)
-    return getattr(cfg.eval, f"{suite}_root", None)
-
-
 def run_eval(
     cfg: Any,
     suite: str,
@@ -310,8 +299,10 @@ def run_eval(
 
     ev = cfg.eval
     variants = variant_order(ev.variants)
+    from ume.suites.base import DataRoots
+
     specs = [get_task(suite, n) for n in task_names]
-    data_root = suite_root(cfg, suite, root)
+    data_root = DataRoots.from_eval(ev, suite, root)
     ctx = EvalContext(
         encoder=None,
         reasoners={},
@@ -321,6 +312,7 @@ def run_eval(
         num_frames=ev.num_frames,
         on_bad_item=ev.on_bad_item,
         scorer_compatible=ev.scorer_compatible,
+        cache_dir=Path(cache_dir) if cache_dir is not None else None,
     )
     if any(missing_reason(s, data_root) is None for s in specs):
         from ume.io import git_commit, package_versions

@@ -1,8 +1,13 @@
 """The ``mmeb_image`` layout: MMEB-V2's image tasks.
 
-``mmeb/MMEB_Test_Instruct/<Task>/*.parquet`` (HF ``ziyjiang/MMEB_Test_Instruct``, split
-``test``) with columns ``qry_inst, qry_text, qry_img_path, tgt_inst, tgt_text (list),
-tgt_img_path (list)``; image paths are relative to ``mmeb/image-tasks/``. Local ranking;
+As a user has them (VLM2Vec ``dataset_hflocal_path.py``): the local snapshot of HF
+``ziyjiang/MMEB_Test_Instruct`` as subsets of the annotation root,
+``<annotation root>/<Task>/test-*.parquet``, with columns ``qry_inst, qry_text,
+qry_img_path, tgt_inst, tgt_text (list), tgt_img_path (list)``; image paths are relative to
+the image root. Both roots default to ``<mmeb_root>/image-tasks`` (the MMEB-V2 clone with
+``mmeb_v1.tar.gz`` unpacked there); ``eval.mmeb_image_annotations`` / ``eval.mmeb_image_root``
+move them apart. (A synthetic task keeps its table in ``MMEB_Test_Instruct/<Task>/``, the
+kept-apart case.) Local ranking;
 the positive is candidate 0. ``<|image_N|>`` markers are removed from instructions and
 texts (the embedder inserts its own image token). Candidate id (as VLM2Vec's
 ``cand_names``): ``img_path + ":" + text`` when both are set (grounding-style tasks:
@@ -12,7 +17,6 @@ several objects share an image), else the image path, else the text.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,12 +24,12 @@ import numpy as np
 from ume.items import Item
 from ume.suites.base import (
     EvalTask,
+    TaskFiles,
     _as_list,
     _Ctx,
     _ItemError,
     _missing,
     _text,
-    mmeb_dir,
     read_table,
 )
 
@@ -48,14 +52,24 @@ def candidate_id(img_path: str, text: str) -> str:
 
 
 # --------------------------------------------------------------------------- MMEB image
-def _load_mmeb_image(name: str, root: Path, ctx: _Ctx, **_: Any) -> EvalTask:
-    task_dir = mmeb_dir(root) / "MMEB_Test_Instruct" / name
-    image_root = mmeb_dir(root) / "image-tasks"
-    if not task_dir.is_dir():
-        raise _missing(name, task_dir)
-    cols = ("qry_inst", "qry_text", "qry_img_path", "tgt_inst", "tgt_text", "tgt_img_path")
+IMAGE_COLUMNS = ("qry_inst", "qry_text", "qry_img_path", "tgt_inst", "tgt_text", "tgt_img_path")
+
+
+def _load_mmeb_image(files: TaskFiles, ctx: _Ctx) -> EvalTask:
+    name = files.name
+    tables = files.tables()
+    image_root = files.media
+    for _, folder in tables:
+        if not folder.is_dir():
+            raise _missing(name, folder)
+    rows = [
+        r
+        for _, folder in tables
+        for r in read_table(folder, IMAGE_COLUMNS, "MMEB image-task", files.source.split)
+    ]
+    task_dir = tables[0][1]
     queries, cands, query_candidates, qrels = [], {}, {}, {}
-    for k, (f, i, rec) in enumerate(read_table(task_dir, cols, "MMEB image-task")):
+    for k, (f, i, rec) in enumerate(rows):
         try:
             q_img = _text(rec, "qry_img_path", required=False)
             q = Item(

@@ -12,18 +12,17 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from ume.errors import DataError
 from ume.items import Item
 from ume.suites.base import (
     EvalTask,
+    TaskFiles,
     _Ctx,
     _finish_global,
     _ItemError,
     _missing,
     _video_item,
-    uvrb_dir,
 )
 
 UVRB_INSTRUCTIONS = {
@@ -62,11 +61,11 @@ def read_jsonl(path: Path, ctx: _Ctx, required: Iterable[str]) -> list[tuple[int
 
 
 # --------------------------------------------------------------------------- UVRB
-def _load_uvrb(name: str, root: Path, ctx: _Ctx, **_: Any) -> EvalTask:
-    ds = uvrb_dir(root) / name
+def _load_uvrb(files: TaskFiles, ctx: _Ctx) -> EvalTask:
+    name, ds = files.name, files.annotations
     if not ds.is_dir():
         raise _missing(name, ds)
-    jdir, fdir = ds / "jsonl", ds / "videos_frames"
+    jdir, fdir = ds / "jsonl", files.media
     cfile, qfile, ifile = jdir / "corpus.jsonl", jdir / "queries.jsonl", jdir / "instances.jsonl"
     cands: dict[str, Item] = {}
     bad_cands: set[str] = set()
