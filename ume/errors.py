@@ -15,3 +15,8 @@ class DataError(UmeError):
 
 class OfflineError(UmeError):
     """Something tried to reach a model hub; ume never downloads at run time."""
+
+
+class StorageError(UmeError):
+    """A folder cannot take a write (disk full, read-only, no permission); names the folder and
+    the config key that moves it. Nothing half-written is left behind."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import json
 import os
 import platform
@@ -22,6 +23,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from ume.errors import StorageError
 from ume.fingerprints import checksum
 
 MANIFEST_NAME = "manifest.json"
@@ -50,30 +52,124 @@ _VERSIONED = (
 def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
 
+    A folder that cannot take the write (disk full, quota, read-only file system, no
+    permission, a folder that cannot be created) raises :class:`~ume.errors.StorageError`
+    naming the folder and the config key that moves it (:func:`name_folder`), once the
+    temporary is removed: nothing half-written is left.
+
     >>> with atomic_path("out.json") as tmp:  # doctest: +SKIP
     ...     tmp.write_text("{}")
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}.tmp-"
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
-        os.close(fd)
-        tmp = Path(name)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if is_dir:
+            tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=path.parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, dir=path.parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as e:
+        err = _unwritable(e, path, path.parent, creating=True)
+        if err is None:
+            raise
+        raise err from e
     try:
         yield tmp
         _umask_modes(tmp)
         if is_dir and path.exists():
             shutil.rmtree(path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             tmp.unlink(missing_ok=True)
+        err = _unwritable(e, path, path.parent)
+        if err is not None:
+            raise err from e
         raise
+
+
+def make_folder(folder: str | os.PathLike) -> Path:
+    """``mkdir -p folder``; a folder that cannot be made raises a StorageError (as in
+    :func:`atomic_path`) naming it and the config key that moves it."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        err = _unwritable(e, folder, folder, creating=True)
+        if err is None:
+            raise
+        raise err from e
+    return folder
+
+
+#: errno -> why a folder cannot take a write
+_UNWRITABLE = {
+    errno.ENOSPC: "is on a full disk",
+    errno.EDQUOT: "is over its disk quota",
+    errno.EROFS: "is on a read-only file system",
+    errno.EACCES: "is not writable (permission denied)",
+    errno.EPERM: "is not writable (operation not permitted)",
+}
+# the same, as libraries that do their own I/O (safetensors, say) word it without an errno
+_UNWRITABLE_TEXT = {
+    "No space left on device": errno.ENOSPC,
+    "Disk quota exceeded": errno.EDQUOT,
+    "Read-only file system": errno.EROFS,
+}
+#: folder -> the config key that moves it (name_folder); every other folder is results_dir's
+_FOLDER_KEYS: dict[str, str] = {}
+_KEY_DOC = {
+    "results_dir": "the root of every run's results",
+    "eval.cache_dir": "the T-CoT and embedding caches shared by runs",
+}
+
+
+def name_folder(folder: str | os.PathLike, key: str) -> None:
+    """Messages about writes under ``folder`` name ``key`` as the config key that moves it
+    (the innermost named folder wins; a folder nobody named is under ``results_dir``).
+
+    >>> name_folder(cfg.eval_cache_dir, "eval.cache_dir")  # doctest: +SKIP
+    """
+    _FOLDER_KEYS[os.path.abspath(folder)] = key
+
+
+def folder_key(path: str | os.PathLike) -> str:
+    """The config key that moves the folder ``path`` lies in (see :func:`name_folder`)."""
+    p = os.path.abspath(path)
+    named = [f for f in _FOLDER_KEYS if p == f or p.startswith(f.rstrip(os.sep) + os.sep)]
+    return _FOLDER_KEYS[max(named, key=len)] if named else "results_dir"
+
+
+def _unwritable(
+    e: BaseException, path: Path, folder: Path, creating: bool = False
+) -> StorageError | None:
+    """A StorageError for ``e`` when it says ``folder`` cannot take the write of ``path``."""
+    if isinstance(e, StorageError):
+        return None
+    code = e.errno if isinstance(e, OSError) else None
+    if code not in _UNWRITABLE:
+        code = next((c for text, c in _UNWRITABLE_TEXT.items() if text in str(e)), code)
+    if creating and code == errno.ENOENT:
+        why = "cannot be created"  # mkdir under /proc, say
+    elif code in _UNWRITABLE:
+        # the body may read inputs too: an error about a file elsewhere is not this folder's
+        other = getattr(e, "filename", None)
+        inside = os.path.abspath(folder).rstrip(os.sep) + os.sep
+        if not creating and other and not os.path.abspath(other).startswith(inside):
+            return None
+        why = _UNWRITABLE[code]
+    else:
+        return None
+    key = folder_key(folder)
+    return StorageError(
+        f"cannot write {path}: the folder {folder} {why} ({e}). Nothing was left "
+        f"half-written. Free space or make the folder writable, or move it: set {key} "
+        f"({_KEY_DOC.get(key, 'the folder')}) to a writable folder with room"
+    )
 
 
 def _umask_modes(path: Path) -> None:
