@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "ume.errors": 0,
     "ume.offline": 0,
     "ume.items": 0,
+    "ume.pair_table": 0,
     "ume.io": 0,
     "ume.fingerprints": 0,
     # 1: the typed config
