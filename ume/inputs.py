@@ -67,7 +67,39 @@ RESERVED_TOKENS = (
     "<|endoftext|>",
     EMB_TOKEN,
 )
-_RESERVED_RE = re.compile("|".join(re.escape(t) for t in RESERVED_TOKENS))
+# What a model (or a data set) writes that must not reach the Embedder as text: Qwen-VL
+# grounding tokens around boxes and object references (the coordinates between them stay),
+# image placeholders of other chat formats (<|image_1|>, <image>, <video>), and the
+# summarize line, which only the builder writes (once, last).
+MODEL_WRITTEN_TOKENS = (
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<image>",
+    "<video>",
+)
+_RESERVED_RE = re.compile(
+    "|".join(
+        [
+            *(re.escape(t) for t in (*RESERVED_TOKENS, *MODEL_WRITTEN_TOKENS)),
+            r"<\|image_\d+\|>",
+            re.escape(SUMMARIZE.rstrip(":")) + r"\s*:?",
+        ]
+    ),
+    re.IGNORECASE,
+)
+
+
+def strip_reserved(s: str) -> tuple[str, int]:
+    """``s`` without reserved and model-written tokens (and summarize lines); how many.
+
+    >>> strip_reserved("a <|box_start|>(1,2),(3,4)<|box_end|> <image> b <|image_12|>")
+    ('a (1,2),(3,4)  b ', 4)
+    """
+    return _RESERVED_RE.subn("", s)
 
 
 @dataclass
@@ -131,14 +163,17 @@ class _Parts:
         self.images: list[Image.Image] = []
         self.stripped = 0  # reserved tokens removed from text
 
-    def text(self, s: str) -> None:
-        s, n = _RESERVED_RE.subn("", s)
-        self.stripped += n
+    def text(self, s: str, *, own: bool = False) -> None:
+        """Add a text part; text the builder does not write itself (``own``) loses every
+        reserved or model-written token (counted in ``stripped``)."""
+        if not own:
+            s, n = strip_reserved(s)
+            self.stripped += n
         if s:
             self.content.append({"type": "text", "text": f"\n{s}" if self.content else s})
 
     def image(self, img: Image.Image, label: str = "") -> None:
-        self.text(label)
+        self.text(label, own=True)
         self.content.append({"type": "image"})
         self.images.append(img)
 
@@ -187,9 +222,12 @@ def build_input(
     if mode != "raw":
         _add_tcot(parts, item, tcot, mode, frame_base, frames, problems)
 
-    parts.text(SUMMARIZE)
+    parts.text(SUMMARIZE, own=True)
     if parts.stripped:
-        problems.append(f"tcot: {parts.stripped} reserved token(s) removed from the text")
+        problems.append(
+            f"tcot: {parts.stripped} reserved token(s) (special or model-written) removed from "
+            "the text"
+        )
     messages = [
         {"role": "user", "content": parts.content},
         {"role": "assistant", "content": [{"type": "text", "text": EMB_TOKEN}]},

@@ -82,7 +82,13 @@ def test_canonical_parse():
             None,
         ),
         ('[{"bbox_2d": [1, 2, 30, 40], "label": "cat"}]', ((1, 2, 30, 40),), None),  # Qwen style
-        ('{"evidence": {"bbox_2d": [1, 2, 30, 40]}}', ((1, 2, 30, 40),), None),  # wrapped
+        # nested: read, but not well formed (the format has the keys at the top level)
+        (
+            '{"evidence": {"bbox_2d": [1, 2, 30, 40]}}',
+            ((1, 2, 30, 40),),
+            "evidence nested under 'evidence' (read; the format puts the evidence keys at the top "
+            "level)",
+        ),
         ('{"bbox_2d": [1, 2, 30', (), "evidence JSON unparseable"),
         ('{"bbox_2d": [1, 2 30 40]}', (), "evidence JSON unparseable"),
         ('{"label": "cat"}', (), "JSON object without an evidence key ignored"),
@@ -128,6 +134,8 @@ def test_key_frames(value, num_frames, base, frames, problem):
         (["red car", " tree "], ("red car", "tree"), None),
         ("single", ("single",), None),
         (["a", "", 3, None], ("a",), "empty or non-string keyword dropped"),
+        (["\u0000", "\u200b\u00a0", "b"], ("b",), "empty or non-string keyword dropped"),
+        (["c\u0000a\u200bt"], ("cat",), "control or invisible characters removed from a keyword"),
         ({"a": 1}, (), "text_keywords is not a list, dropped"),
     ],
 )
@@ -163,6 +171,21 @@ def test_keywords(value, keywords, problem):
             ("tags out of order",),
         ),
         ("<THINKING>a</THINKING>", ("", "", ""), ("missing <thinking>",)),
+        (
+            "<thinking>a</thinking><rethink>r</rethink><answer>c</answer></answer>",
+            ("a", "r", "c"),
+            ("repeated </answer>",),
+        ),
+        (
+            "</thinking><rethink>r</rethink><answer>c</answer>",
+            ("", "r", "c"),
+            ("missing <thinking>", "stray </thinking> without <thinking>"),
+        ),
+        (
+            "<thinking>a</thinking><rethink>\u00a0\u200b</rethink><answer>\u3000</answer>",
+            ("a", "\u200b", ""),
+            ("empty <rethink>", "empty <answer>"),
+        ),
         ("", ("", "", ""), ("missing <thinking>", "missing <rethink>", "missing <answer>")),
     ],
 )
@@ -237,7 +260,13 @@ GOOD = "<thinking> a {} </thinking><rethink> b </rethink><answer> c </answer>"
         (GOOD.format(""), "tags", None, True),
         (GOOD.format("").replace("<rethink>", ""), "tags", None, False),
         ("<answer>c</answer><thinking>a</thinking><rethink>b</rethink>", "tags", None, False),
-        ("<thinking></thinking><rethink></rethink><answer></answer>", "tags", None, True),
+        ("<thinking></thinking><rethink></rethink><answer></answer>", "tags", None, False),
+        (GOOD.format("") + "</answer>", "tags", None, False),  # repeated closing tag
+        ("</thinking>" + GOOD.format(""), "tags", None, False),  # stray closing tag
+        (GOOD.format("").replace(" c ", "\u200b"), "tags", None, False),  # blank answer
+        (GOOD.format('{"evidence": {"bbox_2d": [0, 0, 10, 10]}}'), "tags", None, True),
+        (GOOD.format('{"evidence": {"bbox_2d": [0, 0, 10, 10]}}'), "tags+evidence", "image", False),
+        (GOOD.format('{"text_keywords": ["\\u0000"]}'), "tags+evidence", "text", False),
         ("<thinking>a</thinking><rethink>b</rethink><answer>c", "tags", None, False),
         (GOOD.format(""), "tags+evidence", "image", False),
         (GOOD.format('{"bbox_2d": [0, 0, 10, 10]}'), "tags+evidence", "image", True),
@@ -354,10 +383,12 @@ def test_parse_never_raises_and_output_is_valid(text, num_frames, base):
 
 @FAST
 @given(text=any_text, modality=st.none() | st.sampled_from([*EVIDENCE_KEY, "audio"]))
-def test_check_format_never_raises(text, modality):
+def test_check_format_never_raises_and_is_stricter_than_the_release(text, modality):
     tags = check_format(text)
     both = check_format(text, variant="tags+evidence", modality=modality)
-    assert tags is bool(re.search(RELEASE_FORMAT_RE, text, re.DOTALL))
+    # what the release's regex rejects stays rejected; what it accepts must also be well formed
+    assert tags is (bool(re.search(RELEASE_FORMAT_RE, text, re.DOTALL)) and not
+                    [p for p in parse_tcot(text).problems if "<" in p or "tags" in p])  # fmt: skip
     assert both is False or tags is True
 
 
@@ -375,7 +406,15 @@ plain = st.text(
     alphabet=st.characters(blacklist_characters="<>{}[],`", blacklist_categories=("Cs",)),
     max_size=30,
 )
-keyword = plain.filter(lambda s: s.strip())
+visible = st.text(
+    alphabet=st.characters(
+        blacklist_characters="<>{}[],`", blacklist_categories=("Cs", "Cc", "Cf", "Zs", "Zl", "Zp")
+    ),
+    min_size=1,
+    max_size=12,
+)
+section = st.builds(lambda a, b, c: f"{a}{b}{c}", plain, visible, plain)  # never blank
+keyword = st.builds(lambda a, b, c: (a + b + c).strip(), st.just(" "), visible, st.just(" "))
 
 
 @st.composite
@@ -387,9 +426,9 @@ def box(draw):
 
 @FAST
 @given(
-    thinking=plain,
-    rethink=plain,
-    answer=plain,
+    thinking=section,
+    rethink=section,
+    answer=section,
     keywords=st.lists(keyword, max_size=4),
     boxes=st.lists(box(), max_size=3),
     frames=st.lists(st.integers(0, 7), max_size=5, unique=True),
@@ -425,3 +464,96 @@ def test_adversarial_inputs_are_fast():
         check_format(t, variant="tags+evidence")
     assert time.perf_counter() - start < 5
     assert parse_tcot(texts[2]).evidence.key_frames == (0,)
+
+
+# ---------------------------------------------------------------- strictness, rule by rule
+INVISIBLE = st.text(
+    alphabet=st.sampled_from(
+        [" ", "\t", "\n", "\u00a0", "\u2007", "\u202f", "\u3000", "\u200b", "\u200c",
+         "\u200d", "\u2060", "\ufeff", "\u00ad", "\x00", "\x07", "\u2028"]
+    ),
+    max_size=6,
+)  # fmt: skip
+well_formed = st.builds(
+    lambda t, r, a, ev: render_tcot(t, r, a, ev),
+    section,
+    section,
+    section,
+    st.sampled_from([None, {"bbox_2d": [0, 0, 10, 10]}, {"text_keywords": ["k"]}]),
+)
+
+
+@FAST
+@given(text=well_formed, tag=st.sampled_from(fmt.TAGS), extra=st.integers(1, 3),
+       where=st.floats(0, 1))  # fmt: skip
+def test_rule_stray_or_repeated_closing_tags_are_flagged(text, tag, extra, where):
+    assert check_format(text) and parse_tcot(text).ok
+    bounds = [0, *(i + 1 for i, ch in enumerate(text) if ch == ">")]  # never inside a tag
+    cut = bounds[int(where * (len(bounds) - 1))]
+    bad = text[:cut] + f"</{tag}>" * extra + text[cut:]
+    p = parse_tcot(bad)
+    assert f"repeated </{tag}>" in p.problems and not check_format(bad)
+    alone = text.replace(f"<{tag}>", "")  # the closing tag without its opening
+    assert f"stray </{tag}> without <{tag}>" in parse_tcot(alone).problems
+    assert not check_format(alone) and not check_format(alone, variant="tags+evidence")
+
+
+@FAST
+@given(thinking=section, blank=INVISIBLE, tag=st.sampled_from(["rethink", "answer"]))
+def test_rule_blank_sections_are_flagged(thinking, blank, tag):
+    parts = {"thinking": thinking, "rethink": "r", "answer": "a", tag: blank}
+    text = render_tcot(parts["thinking"], parts["rethink"], parts["answer"]).replace(
+        f"<{tag}>  </{tag}>", f"<{tag}>{blank}</{tag}>"
+    )
+    assert fmt.is_blank(blank)
+    assert f"empty <{tag}>" in parse_tcot(text).problems
+    assert not check_format(text) and not check_format(text, variant="tags+evidence")
+
+
+@FAST
+@given(junk=INVISIBLE, word=keyword)
+def test_rule_invisible_keywords_are_dropped_and_flagged(junk, word):
+    text = render_tcot("t", "r", "a", {"text_keywords": [junk, word]})
+    p = parse_tcot(text)
+    assert p.evidence.keywords == (word,)
+    assert "empty or non-string keyword dropped" in p.problems
+    assert not check_format(text, variant="tags+evidence", modality="text")
+    mixed = render_tcot("t", "r", "a", {"text_keywords": ["\x00" + word + "\u200b"]})
+    assert parse_tcot(mixed).evidence.keywords == (word,)
+    assert not check_format(mixed, variant="tags+evidence", modality="text")
+
+
+@FAST
+@given(frames=st.lists(st.integers(-3, 20), min_size=1, max_size=6), n=st.integers(1, 12))
+def test_rule_key_frames_outside_the_video_fail_the_format(frames, n):
+    text = render_tcot("t", "r", "a", {"key_frames": frames})
+    ok = check_format(text, variant="tags+evidence", modality="video", num_frames=n)
+    inside = all(1 <= k <= n for k in frames) and len(set(frames)) == len(frames)
+    assert ok is inside
+    # without the frame count only the lower bound can be checked (the reward passes it)
+    assert check_format(text, variant="tags+evidence", modality="video") is (
+        all(k >= 1 for k in frames) and len(set(frames)) == len(frames)
+    )
+
+
+@FAST
+@given(
+    key=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=10).filter(
+        lambda k: k not in fmt.EVIDENCE_KEYS
+    ),
+    ev=st.sampled_from(
+        [{"bbox_2d": [0, 0, 10, 10]}, {"key_frames": [1]}, {"text_keywords": ["k"]}]
+    ),
+    depth=st.integers(1, 3),
+)
+def test_rule_nested_evidence_is_read_but_flagged(key, ev, depth):
+    wrapped: dict = ev
+    for _ in range(depth):
+        wrapped = {key: wrapped}
+    text = render_tcot("t", "r", "a", wrapped)
+    flat = parse_tcot(render_tcot("t", "r", "a", ev), num_frames=4)
+    p = parse_tcot(text, num_frames=4)
+    assert p.evidence == flat.evidence and p.reasoning == "t"
+    assert any(m.startswith(f"evidence nested under '{key}") for m in p.problems)
+    assert check_format(text)  # the tags are fine
+    assert not check_format(text, variant="tags+evidence", num_frames=4)

@@ -18,7 +18,27 @@ prompts say) and :func:`parse_tcot` converts to 0-based indices once; no other c
 sees the text's base.
 
 :func:`parse_tcot` reads arbitrary model output and never raises: whatever it cannot use
-it drops and names in ``problems``.
+it drops, and whatever is not well formed it names in ``problems`` (``ParsedTCoT.ok`` is
+False), among them:
+
+* a missing, unclosed, nested or repeated opening tag; tags out of order;
+* a stray or repeated closing tag (``</answer></answer>``, a ``</thinking>`` with no
+  ``<thinking>``);
+* an empty or blank section, blank counting every invisible character: white space of any
+  kind (non-breaking, ideographic, ...), zero-width and other format characters, controls;
+* a keyword with control or invisible characters (removed; a keyword of nothing else, such
+  as a NUL, is dropped); a key frame outside the video (when ``num_frames`` is given), a
+  duplicate key frame, a box outside 0..1000 or degenerate;
+* evidence nested under another key.
+
+**Nested evidence.** The paper's format puts the evidence keys at the top level of the JSON
+object in ``<thinking>``. An object such as ``{"evidence": {"bbox_2d": [...]}}`` is still
+*read* (the evidence is unambiguous, and the Embedder is better off with it than without),
+but it is a problem: the T-CoT is not well formed, :func:`check_format` rejects it, so the
+EG-RL format reward never pays for it and SFT never learns it.
+
+:func:`check_format` accepts only what :func:`parse_tcot` reads without a problem of its
+kind: ``"tags"`` any structural problem rejects; ``"tags+evidence"`` any problem at all.
 """
 
 from __future__ import annotations
@@ -26,6 +46,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -199,11 +220,25 @@ def parse_tcot(
         return ParsedTCoT(raw=text, problems=(f"unreadable T-CoT ({type(e).__name__})",))
 
 
-def _parse(text: str, num_frames: int | None, base: int, modality: str | None) -> ParsedTCoT:
+def _structure(text: str) -> tuple[dict[str, str], list[str]]:
+    """The sections of ``text`` and the problems of its tags and sections."""
     problems: list[str] = []
     sections = {tag: _section(text, tag, problems) for tag in TAGS}
     if all(t in text for t in TAG_STRINGS) and not _tags_in_order(text):
         problems.append("tags out of order")
+    for tag in TAGS:
+        opens, closes = text.count(f"<{tag}>"), text.count(f"</{tag}>")
+        if closes and not opens:
+            problems.append(f"stray </{tag}> without <{tag}>")
+        elif closes > 1:
+            problems.append(f"repeated </{tag}>")
+        if opens and is_blank(sections[tag]):
+            problems.append(f"empty <{tag}>")
+    return sections, problems
+
+
+def _parse(text: str, num_frames: int | None, base: int, modality: str | None) -> ParsedTCoT:
+    sections, problems = _structure(text)
     thinking = sections["thinking"]
     found, spans = _evidence_objects(thinking, problems)
     evidence = _validate(found, num_frames, base, problems)
@@ -262,6 +297,23 @@ def _tags_in_order(text: str) -> bool:
             return False
         pos = i + len(t)
     return True
+
+
+_INVISIBLE_CATEGORIES = ("Cc", "Cf", "Zs", "Zl", "Zp")
+
+
+def _invisible(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) in _INVISIBLE_CATEGORIES
+
+
+def is_blank(s: str) -> bool:
+    r"""Whether ``s`` shows nothing: every character white space (any kind: non-breaking,
+    ideographic ...), a format character (zero-width space, joiners, BOM) or a control.
+
+    >>> is_blank(" \u00a0\u200b\u3000\ufeff\x00"), is_blank(" a ")
+    (True, False)
+    """
+    return all(_invisible(ch) for ch in s)
 
 
 def _brace_spans(s: str) -> list[tuple[int, int]]:
@@ -340,7 +392,34 @@ def _evidence_objects(
     if useless(keyless):
         problems.append("JSON object without an evidence key ignored")
     wrappers = [(s, e) for s, e in broken + keyless if any(s <= a and b <= e for a, b in used)]
+    for s, e in keyless:  # a JSON object around evidence: the evidence is nested in it
+        if any(s <= a and b <= e for a, b in used):
+            try:
+                where = _nested_key(_loads(thinking[s:e]))
+            except ValueError:
+                where = None
+            if where:
+                problems.append(
+                    f"evidence nested under {where!r} (read; the format puts the evidence "
+                    "keys at the top level)"
+                )
     return found, _outermost(used + wrappers)
+
+
+def _nested_key(obj: Any, depth: int = 0) -> str | None:
+    """The key under which ``obj`` (a JSON value) holds an object with evidence keys."""
+    if depth > 8:
+        return None
+    items = (
+        obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, list) else ()
+    )
+    for k, v in items:
+        if isinstance(v, dict) and any(key in v for key in EVIDENCE_KEYS):
+            return str(k)
+        inner = _nested_key(v, depth + 1)
+        if inner:
+            return f"{k}.{inner}"
+    return None
 
 
 def _outermost(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -408,10 +487,15 @@ def _keywords(value: Any, problems: list[str]) -> list[str]:
         return []
     out = []
     for v in values:
-        if isinstance(v, str) and v.strip():
-            out.append(v.strip())
-        else:
+        if not isinstance(v, str) or is_blank(v):
             problems.append("empty or non-string keyword dropped")
+            continue
+        # controls and zero-width characters inside a keyword are not part of it
+        clean = "".join(ch for ch in v if unicodedata.category(ch) not in ("Cc", "Cf")).strip()
+        if clean != v.strip():
+            problems.append("control or invisible characters removed from a keyword")
+        if clean:
+            out.append(clean)
     return out
 
 
@@ -487,31 +571,37 @@ def check_format(
     *,
     variant: Literal["tags", "tags+evidence"] = "tags",
     modality: str | None = None,
+    num_frames: int | None = None,
+    frame_base: int = DEFAULT_FRAME_BASE,
 ) -> bool:
-    """The format test of the reward; never raises.
+    """The format test of the reward (and of SFT data); never raises.
 
-    ``"tags"`` (the release): the three tag pairs appear in order. ``"tags+evidence"``
-    (the paper): also the modality's evidence key, with at least one usable value, in
-    ``<thinking>``; without ``modality`` any evidence key will do.
+    ``"tags"``: the three tag pairs, once each and in order (the release's regex, which this
+    implies), each section non-blank, no stray closing tag. ``"tags+evidence"`` (the paper):
+    also the modality's evidence key with a usable value in ``<thinking>`` (without
+    ``modality`` any evidence key will do), at the top level, and nothing dropped from it:
+    ``num_frames`` (how many frames the Reasoner saw) rejects key frames outside the video.
 
     >>> t = render_tcot("a", "b", "c", {"key_frames": [2]})
     >>> check_format(t), check_format(t, variant="tags+evidence", modality="video")
     (True, True)
     >>> check_format(t, variant="tags+evidence", modality="image")
     False
+    >>> check_format(t, variant="tags+evidence", modality="video", num_frames=1)
+    False
     """
     try:
         if not isinstance(text, str) or not _tags_in_order(text):
             return False
         if variant == "tags":
-            return True
+            return not _structure(text)[1]
         if variant != "tags+evidence":
             return False
-        ev = parse_tcot(text).evidence
         key = EVIDENCE_KEY.get(modality) if modality is not None else None
         if modality is not None and key is None:
             return False
-        return ev.has(key) if key else bool(ev)
+        p = parse_tcot(text, num_frames=num_frames, frame_base=frame_base, modality=modality)
+        return p.ok and (p.evidence.has(key) if key else bool(p.evidence))
     except Exception:
         return False
 

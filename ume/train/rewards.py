@@ -245,7 +245,7 @@ class EGRLScorer:
     """Scores one batch of rollouts once for every pair-wise reward (a one-batch cache).
 
     ``embedder`` / ``discriminator``: backends (:class:`LocalEmbedder`,
-    :class:`ServerEmbedder`, :class:`LocalDiscriminator`, :class:`ServerDiscriminator`, or
+    :class:`ServerEmbedder`, :class:`Discriminator` over a local or server chat model, or
     anything with the same method). Picklable when its backends are.
     """
 
@@ -463,8 +463,8 @@ class FormatReward(_Reward):
     """1.0 when a rollout has the T-CoT format, else 0.0 (:func:`~ume.tcot.format.check_format`).
 
     ``variant``: ``"tags"`` (release) or ``"tags+evidence"`` (paper: also the evidence key of
-    the side's modality, read from the ``item`` column). Rollouts longer than ``max_chars``
-    characters get 0 whatever they hold.
+    the side's modality, read from the ``item`` column, with key frames inside the side's
+    frames). Rollouts longer than ``max_chars`` characters get 0 whatever they hold.
 
     >>> r = FormatReward(variant="tags+evidence")
     >>> t = '<thinking> x {"bbox_2d": [0, 0, 9, 9]} </thinking><rethink> y </rethink><answer> z </answer>'
@@ -482,14 +482,17 @@ class FormatReward(_Reward):
         out = []
         for k, c in enumerate(completions):
             text = completion_text(c)
-            modality = None
+            modality, num_frames = None, None
             if item is not None and self.variant == "tags+evidence":
                 try:
-                    modality = json.loads(item[k]).get("modality")
+                    side = json.loads(item[k])
+                    modality = side.get("modality")
+                    # key frames must lie inside the video the Reasoner saw
+                    num_frames = len(side.get("frames") or ()) if modality == "video" else None
                 except (TypeError, ValueError, AttributeError):
-                    modality = None
+                    modality, num_frames = None, None
             ok = len(text) <= self.max_chars and check_format(
-                text, variant=self.variant, modality=modality
+                text, variant=self.variant, modality=modality, num_frames=num_frames
             )
             out.append(1.0 if ok else 0.0)
         return out
