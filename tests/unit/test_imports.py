@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "ume.pair_table": 0,
     "ume.io": 0,
     "ume.fingerprints": 0,
+    "ume.progress": 0,
     # 1: the typed config
     "ume.config": 1,
     # 2: what the stages talk about: benchmark suites, the T-CoT format, the server client

@@ -28,7 +28,7 @@ import torch
 
 from ume.clients import ServerClient, to_openai_messages
 from ume.config import EGRLConfig, ServerConfig
-from ume.errors import ConfigError, UmeError
+from ume.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -84,23 +84,11 @@ class ServerEmbedder:
         self.http = ServerClient(cfg, key)
 
     def _one(self, b) -> torch.Tensor:
-        reply = self.http.post(
-            "/embeddings",
-            {
-                "model": self.http.cfg.model,
-                "messages": to_openai_messages(b.messages, b.images),
-                "encoding_format": "float",
-                "add_generation_prompt": False,
-            },
-        )
-        try:
-            vec = torch.tensor(reply["data"][0]["embedding"], dtype=torch.float32)
-        except (KeyError, IndexError, TypeError, ValueError) as e:
-            raise UmeError(f"{self.http.base}/embeddings: not an embeddings answer ({e!r})") from e
+        vec = torch.tensor(self.http.embed(to_openai_messages(b.messages, b.images)))
         return torch.nn.functional.normalize(vec, dim=0)
 
     def embed_built(self, built: list) -> torch.Tensor:
-        return torch.stack(self.http.map(self._one, built))
+        return torch.stack(self.http.map(self._one, built, desc=f"{self.http.key} embed"))
 
 
 class LocalDiscriminator:
