@@ -1,7 +1,7 @@
 """T-CoT generation: batched (left padding, prompts sorted by length) vs one by one.
 
 The same prompts (queries and candidates of several synthetic tasks: text, images, video
-frames, document pages) go through :class:`ume.eval.reason.HFReasoner` with
+frames, document pages) go through :func:`ume.eval.reason.local_reasoner` with
 ``batch_size=16`` and with ``batch_size=1``, greedy, for each ``--max-new-tokens`` (48: the
 embedded default's T-CoT limit; 128: closer to real T-CoTs, which run to hundreds of tokens).
 Goal (issue 5, section 4): batched throughput at least 4x one-by-one on the tiny Reasoner.
@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 from ume.config import SyntheticConfig, TinyModelConfig
-from ume.eval.reason import HFReasoner
+from ume.eval.reason import ChatReasoner, local_reasoner
 from ume.offline import set_offline_env
 from ume.suites.loaders import load_spec
 from ume.suites.registry import get_task
@@ -54,7 +54,7 @@ def prompts(root: Path, n: int) -> list[list[dict]]:
     return out
 
 
-def rate(reasoner: HFReasoner, chats: list[list[dict]]) -> dict:
+def rate(reasoner: ChatReasoner, chats: list[list[dict]]) -> dict:
     t = time.perf_counter()
     outs = reasoner.generate(chats)
     s = time.perf_counter() - t
@@ -92,16 +92,16 @@ def main() -> int:
             model = build_tiny("qwen3_vl", TinyModelConfig(), Path(tmp) / "tiny")
         chats = prompts(Path(tmp) / "bench", args.items)
 
-        def reasoner(bs: int, max_new: int, like: HFReasoner | None = None) -> HFReasoner:
-            return HFReasoner(
+        def reasoner(bs: int, max_new: int, like: ChatReasoner | None = None) -> ChatReasoner:
+            model_, processor = like.model.loaded() if like else (None, None)
+            return local_reasoner(
                 model,
                 identity="bench",
                 max_new_tokens=max_new,
                 batch_size=bs,
                 dtype=args.dtype,
-                device="cuda" if torch.cuda.is_available() else None,
-                model=like.model if like else None,
-                processor=like.processor if like else None,
+                model=model_,
+                processor=processor,
             )
 
         base = reasoner(1, 8)

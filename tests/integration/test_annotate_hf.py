@@ -7,7 +7,7 @@ import json
 import pytest
 from PIL import Image
 
-from ume.annotate.backends import HFAnnotator
+from ume.annotate.backends import local_annotator
 from ume.annotate.stage import annotate_pairs, filter_pairs
 from ume.config import TinyModelConfig, config_from_dict
 from ume.items import Item, pair_row, pairs_frame
@@ -45,7 +45,7 @@ def test_hf_backend_writes_one_tcot_per_item_and_the_stage_records_problems(tiny
     cfg = config_from_dict(
         {"annotate": {"backend": "hf", "hf": {"max_new_tokens": 8, "batch_size": 2}}}
     )
-    ann = HFAnnotator(tiny_dir, batch_size=2, max_new_tokens=8, temperature=0.0)
+    ann = local_annotator(tiny_dir, batch_size=2, max_new_tokens=8, temperature=0.0)
     df = annotate_pairs(cfg, pairs, tmp_path / "a/tcot.parquet", annotator=ann)
     assert len(df) == 2 and df["qry_tcot"].map(type).eq(str).all()
     man = json.loads((tmp_path / "a/manifest.json").read_text())

@@ -12,10 +12,11 @@ from PIL import Image
 
 from tests.fixtures.tiny_run import tiny_run
 from ume.items import Item
+from ume.models.chat import LocalChatModel
 from ume.tcot.format import render_tcot
 from ume.train import egrl as egrl_mod
 from ume.train.reasoner_common import model_folder, read_log
-from ume.train.reward_models import LocalDiscriminator, LocalEmbedder
+from ume.train.reward_models import Discriminator, LocalEmbedder
 from ume.train.rewards import (
     EGRLScorer,
     FormatReward,
@@ -105,7 +106,9 @@ def test_bad_rollouts_get_format_zero_and_a_finite_outcome(run, tmp_path):
     cols = {"pair_id": pair_id, "side": side, "item": item}
     n = len(completions)
     emb = LocalEmbedder(model_folder(run.embedder))
-    dis = LocalDiscriminator(model_folder(run.discriminator), max_new_tokens=4)
+    dis = Discriminator(
+        LocalChatModel(model_folder(run.discriminator), role="discriminator"), max_new_tokens=4
+    )
     scorer = EGRLScorer(emb, dis, max_chars=32 * 64)
     logged = {}
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ume.annotate.backends import OracleAnnotator, ServerAnnotator
+from ume.annotate.backends import OracleAnnotator, server_annotator
 from ume.annotate.stage import annotate_pairs, filter_pairs, split_pairs
 from ume.clients import to_openai_messages
 from ume.config import OracleConfig, ServerConfig, config_from_dict
@@ -145,7 +145,7 @@ def chat_server():
 
 
 def test_server_backend_speaks_openai_chat_with_inline_images(tmp_path, chat_server):
-    ann = ServerAnnotator(ServerConfig(url=chat_server, model="m", concurrency=2, max_retries=2))
+    ann = server_annotator(ServerConfig(url=chat_server, model="m", concurrency=2, max_retries=2))
     _ChatHandler.fail_first = 1  # one 503: retried
     img = _img(tmp_path)
     out = ann.tcot([Item("image", image=img), Item("text", text="x")], ["candidate", "query"])
@@ -165,8 +165,8 @@ def test_server_backend_speaks_openai_chat_with_inline_images(tmp_path, chat_ser
 
 def test_server_backend_errors_are_clear():
     with pytest.raises(ConfigError, match=re.escape("annotate.server.url")):
-        ServerAnnotator(ServerConfig(url=None, model="m"))
-    ann = ServerAnnotator(
+        server_annotator(ServerConfig(url=None, model="m"))
+    ann = server_annotator(
         ServerConfig(url="http://127.0.0.1:9/v1", model="m", max_retries=0, timeout_s=2)
     )
     with pytest.raises(UmeError, match=re.escape("check annotate.server.url")):

@@ -202,7 +202,7 @@ def test_server_reasoner_retries_and_counts_tokens(tmp_path):
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from ume.config import ServerConfig
-    from ume.eval.reason import ServerReasoner
+    from ume.eval.reason import server_reasoner
     from ume.items import Item
 
     seen: list[dict] = []
@@ -233,7 +233,7 @@ def test_server_reasoner_retries_and_counts_tokens(tmp_path):
         cfg = ServerConfig(
             url=f"http://127.0.0.1:{srv.server_port}/v1", model="m", max_retries=2, concurrency=1
         )
-        r = ServerReasoner(cfg, max_new_tokens=16)
+        r = server_reasoner(cfg, max_new_tokens=16)
         assert r.identity == "server:m"
         cached = CachedReasoner(r, TCoTCache(tmp_path, "ns"))
         items = [Item(modality="text", text=f"item {i}") for i in range(2)]

@@ -28,12 +28,13 @@ import pytest
 import torch
 from PIL import Image
 
+from ume.clients import ServerClient
 from ume.config import EGRL_PRESETS, EGRLConfig, ServerConfig, load_config
 from ume.errors import ConfigError
 from ume.items import Item
 from ume.tcot.format import render_tcot
 from ume.train.egrl import PairBatchSampler
-from ume.train.reward_models import LocalEmbedder, ServerDiscriminator, ServerEmbedder
+from ume.train.reward_models import Discriminator, LocalEmbedder, ServerEmbedder
 from ume.train.rewards import (
     REWARDS,
     EGRLScorer,
@@ -520,7 +521,8 @@ def test_server_backends_through_the_same_interface(server, tmp_path):
         for _, b in server.bodies
     )
     assert images == [0, 2]  # text item: none; image item: the original and the evidence crop
-    replies = ServerDiscriminator(cfg).answer([[{"role": "user", "content": "which?"}]])
+    discriminator = Discriminator(ServerClient(cfg, "egrl.discriminator_server"))
+    replies = discriminator.answer([[{"role": "user", "content": "which?"}]])
     assert replies == ["Candidate 2"]
     with pytest.raises(ConfigError, match="url"):
         ServerEmbedder(ServerConfig())

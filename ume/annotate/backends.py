@@ -8,8 +8,9 @@ An annotator does two things for the data-construction stage:
   ``None`` = the answer could not be read (counted, and the pair is kept: the filter only
   drops what the judge clearly rejects).
 
-The HF and server backends use the prompts of :mod:`ume.tcot.prompts`, so all three share
-one prompt module and one output format.
+The HF and server backends are one :class:`ChatAnnotator` over a chat model (local or
+server) with the prompts of :mod:`ume.tcot.prompts`, so all three share one prompt module and
+one output format.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ume.clients import ServerClient
+from ume.clients import ChatModel, ServerClient
 from ume.config import OracleConfig, ServerConfig
 from ume.errors import ConfigError
 from ume.items import Item
@@ -215,81 +216,62 @@ def _random_box(rng: random.Random) -> list[int]:
     return [x1, y1, x1 + rng.randint(100, 300), y1 + rng.randint(100, 300)]
 
 
-# --------------------------------------------------------------------------- local HF MLLM
-class HFAnnotator:
-    """A local transformers MLLM (``models.annotator``) writing T-CoTs with the shared prompts."""
+# --------------------------------------------------------------------------- chat models
+class ChatAnnotator:
+    """An MLLM writing T-CoTs and verdicts with the shared prompts: a local model
+    (:class:`~ume.models.chat.LocalChatModel`, backend ``hf``) or a chat server
+    (:class:`~ume.clients.ServerClient`, backend ``server``)."""
 
-    name = "hf"
-
-    def __init__(
-        self,
-        model_dir: str | Path,
-        *,
-        batch_size: int,
-        max_new_tokens: int,
-        temperature: float,
-        dtype: str = "float32",
-        attn: str = "sdpa",
-        seed: int = 0,
-    ) -> None:
-        from ume.models.backbone import load_backbone
-
-        self.model, self.processor = load_backbone(
-            model_dir, dtype=dtype, attn_implementation=attn, role="annotator"
-        )
-        self.batch_size = batch_size
+    def __init__(self, model: ChatModel, *, name: str, max_new_tokens: int) -> None:
+        self.model = model
+        self.name = name
         self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.seed = seed
 
-    def _generate(self, chats: list[list[dict]], max_new_tokens: int) -> list[str]:
-        from ume.models.backbone import chat_generate
-
-        out: list[str] = []
-        for i in range(0, len(chats), self.batch_size):
-            out += chat_generate(
-                self.model,
-                self.processor,
-                chats[i : i + self.batch_size],
-                max_new_tokens=max_new_tokens,
-                temperature=self.temperature,
-                seed=self.seed + i,
-            )
-        return out
+    def _texts(self, chats: list[list[dict]], max_new_tokens: int) -> list[str]:
+        return [t for t, _ in self.model.generate(chats, max_new_tokens=max_new_tokens)]
 
     def tcot(self, items: Sequence[Item], roles: Sequence[str]) -> list[str]:
         chats = [prompts.tcot_messages(it, r) for it, r in zip(items, roles, strict=True)]
-        return self._generate(chats, self.max_new_tokens)
+        return self._texts(chats, self.max_new_tokens)
 
     def judge(self, pairs: Sequence[tuple[str, str]]) -> list[bool | None]:
         chats = [prompts.relevance_messages(q, p) for q, p in pairs]
-        return [prompts.parse_yes_no(t) for t in self._generate(chats, 8)]
+        return [prompts.parse_yes_no(t) for t in self._texts(chats, JUDGE_MAX_TOKENS)]
 
 
-# --------------------------------------------------------------------------- chat server
-class ServerAnnotator:
+#: tokens of a relevance verdict ("Yes" / "No")
+JUDGE_MAX_TOKENS = 8
+
+
+def local_annotator(
+    model_dir: str | Path,
+    *,
+    batch_size: int,
+    max_new_tokens: int,
+    temperature: float,
+    dtype: str = "float32",
+    attn: str = "sdpa",
+    seed: int = 0,
+) -> ChatAnnotator:
+    """The annotator MLLM (``models.annotator``) in this process."""
+    from ume.models.chat import LocalChatModel
+
+    model = LocalChatModel(
+        model_dir,
+        role="annotator",
+        dtype=dtype,
+        attn_implementation=attn,
+        batch_size=batch_size,
+        temperature=temperature,
+        seed=seed,
+    )
+    return ChatAnnotator(model, name="hf", max_new_tokens=max_new_tokens)
+
+
+def server_annotator(cfg: ServerConfig, temperature: float = 0.0) -> ChatAnnotator:
     """An OpenAI-compatible chat-completions server (vLLM, say) reached by URL."""
-
-    name = "server"
-
-    def __init__(self, cfg: ServerConfig, temperature: float = 0.0) -> None:
-        self.client = ServerClient(cfg, "annotate.server")
-        self.cfg = cfg
-        self.temperature = temperature
-
-    def _map(self, chats: list[list[dict]], max_tokens: int) -> list[str]:
-        return self.client.map(
-            lambda c: self.client.chat(c, max_tokens=max_tokens, temperature=self.temperature)[0],
-            chats,
-        )
-
-    def tcot(self, items: Sequence[Item], roles: Sequence[str]) -> list[str]:
-        chats = [prompts.tcot_messages(it, r) for it, r in zip(items, roles, strict=True)]
-        return self._map(chats, self.cfg.max_tokens)
-
-    def judge(self, pairs: Sequence[tuple[str, str]]) -> list[bool | None]:
-        chats = [prompts.relevance_messages(q, p) for q, p in pairs]
-        return [prompts.parse_yes_no(t) for t in self._map(chats, 8)]
+    client = ServerClient(cfg, "annotate.server", temperature=temperature)
+    return ChatAnnotator(client, name="server", max_new_tokens=cfg.max_tokens)
 
 
 def make_annotator(cfg, backend: str, model_dir: str | Path | None = None) -> Annotator:
@@ -301,7 +283,7 @@ def make_annotator(cfg, backend: str, model_dir: str | Path | None = None) -> An
             raise ConfigError("annotate.backend: hf needs the annotator model (models.annotator)")
         a = cfg.annotate.hf
         m = cfg.models.annotator
-        return HFAnnotator(
+        return local_annotator(
             model_dir,
             batch_size=a.batch_size,
             max_new_tokens=a.max_new_tokens,
@@ -311,5 +293,5 @@ def make_annotator(cfg, backend: str, model_dir: str | Path | None = None) -> An
             seed=cfg.seed,
         )
     if backend == "server":
-        return ServerAnnotator(cfg.annotate.server)
+        return server_annotator(cfg.annotate.server)
     raise ConfigError(f"annotate.backend: {backend!r} is not one of 'oracle', 'hf', 'server'")

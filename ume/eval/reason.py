@@ -10,9 +10,9 @@ item), so every T-CoT is written once and kept on disk:
   runs and ablation variants; each flush writes a new shard atomically, so concurrent jobs
   never write the same file and an interrupted job keeps what it flushed.
 
-Two backends behind one small interface (``identity``, ``params``, ``generate(chats)``):
-:class:`HFReasoner` (batched ``generate`` with left padding, prompts sorted by length) and
-:class:`ServerReasoner` (an OpenAI-compatible server such as vLLM, by URL).
+One Reasoner, :class:`ChatReasoner` (``identity``, ``params``, ``generate(chats)``), over
+a chat model: local (:func:`local_reasoner`: batched ``generate`` with left padding, prompts
+sorted by size) or a server (:func:`server_reasoner`: OpenAI-compatible, vLLM, by URL).
 
 >>> stats = CacheStats("reasoning")
 >>> tcots = CachedReasoner(reasoner, cache).reason(items, roles, stats)  # doctest: +SKIP
@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from ume.clients import ChatModel
 from ume.errors import ConfigError
 from ume.eval.stats import CacheStats
 from ume.fingerprints import bytes_sha256, chat_fingerprint, content_key, folder_identity
@@ -181,23 +182,7 @@ class CachedReasoner:
         return [self.cache.get(k)[0] for k in keys]  # type: ignore[index]
 
 
-# --------------------------------------------------------------------------- HF backend
-def _chat_size(chat: list[dict]) -> tuple[int, int]:
-    """(images, text characters) of a chat: a cheap proxy of its prompt length."""
-    n_img = n_chr = 0
-    for msg in chat:
-        content = msg.get("content")
-        if isinstance(content, str):
-            n_chr += len(content)
-            continue
-        for part in content or ():
-            if part.get("type") == "image" or "image" in part:
-                n_img += 1
-            else:
-                n_chr += len(part.get("text", ""))
-    return n_img, n_chr
-
-
+# --------------------------------------------------------------------------- the Reasoner
 def control_tokens(tokenizer) -> list[str]:
     """The tokenizer's special and added tokens (``<emb>``, vision pads, chat markers), the
     T-CoT tags excepted, longest first."""
@@ -221,104 +206,93 @@ def strip_tokens(text: str, tokens: Sequence[str]) -> str:
     return " ".join(text.split()) if tokens else text
 
 
-class HFReasoner:
-    """A local transformers Reasoner: batched ``generate`` with left padding.
-
-    Chats are sorted by (images, text length) before batching so that a batch pads little;
-    results come back in the input order.
-    """
+class ChatReasoner:
+    """The Reasoner at evaluation: a chat model (local or server) and what its T-CoTs are
+    keyed by (``identity``, ``params``). ``strip``: tokens removed from every T-CoT."""
 
     def __init__(
         self,
-        folder: str | os.PathLike,
+        model: ChatModel,
         *,
         identity: str,
+        params: dict[str, Any],
         max_new_tokens: int,
-        temperature: float = 0.0,
-        seed: int = 0,
-        batch_size: int = 16,
-        dtype: str = "float32",
-        attn_implementation: str = "sdpa",
-        device: str | None = None,
-        model: Any = None,
-        processor: Any = None,
+        strip: Sequence[str] = (),
     ) -> None:
-        if model is None:
-            from ume.models.backbone import load_backbone
-
-            model, processor = load_backbone(
-                folder,
-                dtype=dtype,
-                attn_implementation=attn_implementation,
-                role="reasoner",
-                device=device,
-            )
-        self.model, self.processor = model, processor
-        self.identity = f"hf:{identity}"
-        self.batch_size = max(1, batch_size)
+        self.model = model
+        self.identity = identity
+        self.params = params
         self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.seed = seed
-        # "strip": generated control tokens (vision pads, <emb>, chat markers) are removed:
-        # in an Embedder input they would break the image-token count or the <emb> position.
-        self.params: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens,
-            "temperature": temperature,
-            "strip": "special-v1",
-            # precision and attention kernel change greedy outputs: part of the cache key
-            "dtype": dtype,
-            "attn": attn_implementation,
-        }
-        if temperature > 0:
-            self.params["seed"] = seed
-        self._strip = control_tokens(self.processor.tokenizer)
-
-    def count_tokens(self, text: str) -> int:
-        return len(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])
+        self.strip = list(strip)
 
     def generate(self, chats: list[list[dict]]) -> list[tuple[str, int]]:
-        from ume.models.backbone import chat_generate
-
-        order = sorted(range(len(chats)), key=lambda i: _chat_size(chats[i]))
-        out: list[tuple[str, int] | None] = [None] * len(chats)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            texts = chat_generate(
-                self.model,
-                self.processor,
-                [chats[i] for i in idx],
-                max_new_tokens=self.max_new_tokens,
-                temperature=self.temperature,
-                seed=self.seed + start,
-            )
-            for i, t in zip(idx, texts, strict=True):
-                out[i] = (strip_tokens(t, self._strip), self.count_tokens(t))
-        return out  # type: ignore[return-value]
+        outs = self.model.generate(chats, max_new_tokens=self.max_new_tokens)
+        return [(strip_tokens(t, self.strip), n) for t, n in outs]
 
 
-# --------------------------------------------------------------------------- server backend
-class ServerReasoner:
+def local_reasoner(
+    folder: str | os.PathLike | None,
+    *,
+    identity: str,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 16,
+    dtype: str = "float32",
+    attn_implementation: str = "sdpa",
+    model: Any = None,
+    processor: Any = None,
+) -> ChatReasoner:
+    """A local transformers Reasoner (:class:`~ume.models.chat.LocalChatModel`), identified as
+    ``hf:<identity>`` (the checksum of its folder)."""
+    from ume.models.chat import LocalChatModel
+
+    chat = LocalChatModel(
+        folder,
+        role="reasoner",
+        dtype=dtype,
+        attn_implementation=attn_implementation,
+        batch_size=batch_size,
+        temperature=temperature,
+        seed=seed,
+        model=model,
+        processor=processor,
+    )
+    params: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        # generated control tokens (vision pads, <emb>, chat markers) are removed: in an
+        # Embedder input they would break the image-token count or the <emb> position
+        "strip": "special-v1",
+        # precision and attention kernel change greedy outputs: part of the cache key
+        "dtype": chat.dtype,
+        "attn": chat.attn_implementation,
+    }
+    if temperature > 0:
+        params["seed"] = seed
+    return ChatReasoner(
+        chat,
+        identity=f"hf:{identity}",
+        params=params,
+        max_new_tokens=max_new_tokens,
+        strip=control_tokens(chat.tokenizer),
+    )
+
+
+def server_reasoner(cfg: Any, *, max_new_tokens: int, temperature: float = 0.0) -> ChatReasoner:
     """An OpenAI-compatible chat-completions server (vLLM) reached by URL.
 
     Its identity is the served model name (``eval.server.model``): serve distinct weights
     under distinct names, or the cache cannot tell them apart.
     """
+    from ume.clients import ServerClient
 
-    def __init__(self, cfg: Any, *, max_new_tokens: int, temperature: float = 0.0) -> None:
-        from ume.clients import ServerClient
-
-        self.client = ServerClient(cfg, "eval.server")
-        self.cfg = cfg
-        self.identity = f"server:{cfg.model}"
-        self.max_new_tokens = max_new_tokens
-        self.temperature = temperature
-        self.params = {"max_new_tokens": max_new_tokens, "temperature": temperature}
-
-    def _post(self, chat: list[dict]) -> tuple[str, int]:
-        return self.client.chat(chat, max_tokens=self.max_new_tokens, temperature=self.temperature)
-
-    def generate(self, chats: list[list[dict]]) -> list[tuple[str, int]]:
-        return self.client.map(self._post, chats)
+    return ChatReasoner(
+        ServerClient(cfg, "eval.server", temperature=temperature),
+        identity=f"server:{cfg.model}",
+        params={"max_new_tokens": max_new_tokens, "temperature": temperature},
+        max_new_tokens=max_new_tokens,
+    )
 
 
 # --------------------------------------------------------------------------- construction
@@ -364,24 +338,20 @@ def make_reasoner(
     """The Reasoner of ``cfg.eval`` (backend ``hf`` from ``model_path``, or ``server``)."""
     ev = cfg.eval
     if ev.reasoner_backend == "server":
-        return ServerReasoner(
+        return server_reasoner(
             ev.server, max_new_tokens=ev.max_new_tokens, temperature=ev.temperature
         )
     if model_path is None:
         raise ConfigError("eval.reasoner_backend 'hf' needs the Reasoner model (--reasoner)")
-    from ume.models.device import choose_device
-
     folder = resolve_model_folder(model_path)
     m = cfg.models.reasoner
-    dev = choose_device(m.dtype, m.attn_implementation, role="reasoner")
-    return HFReasoner(
+    return local_reasoner(
         folder,
         identity=model_identity(folder, identity_memo),
         max_new_tokens=ev.max_new_tokens,
         temperature=ev.temperature,
         seed=cfg.seed,
         batch_size=ev.batch_size,
-        dtype=dev.dtype,
-        attn_implementation=dev.attn_implementation,
-        device=dev.device,
+        dtype=m.dtype,
+        attn_implementation=m.attn_implementation,
     )

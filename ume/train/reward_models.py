@@ -7,9 +7,9 @@ Both kinds have one interface each, so the rewards never know where the model ru
   :class:`ServerEmbedder` (``POST {url}/embeddings`` with chat ``messages``, the form vLLM's
   pooling server accepts for multimodal embedding models; serve the Embedder with
   last-token pooling and a chat template that ends the turn at ``<emb>``).
-* Discriminator — ``answer(chats) -> list[str]``: :class:`LocalDiscriminator` (greedy
-  :func:`~ume.models.backbone.chat_generate`) or :class:`ServerDiscriminator` (chat
-  completions, :class:`~ume.annotate.backends.ServerAnnotator`'s client).
+* Discriminator — ``answer(chats) -> list[str]``: :class:`Discriminator` over a chat model,
+  local (:class:`~ume.models.chat.LocalChatModel`, greedy) or a chat-completions server
+  (:class:`~ume.clients.ServerClient`), as the annotator and the evaluation Reasoner.
 
 Local backends load lazily and drop their weights when pickled (TRL and multiprocessing may
 pickle reward functions); server backends hold only their config.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ume.clients import ServerClient, to_openai_messages
+from ume.clients import ChatModel, ServerClient, to_openai_messages
 from ume.config import EGRLConfig, ServerConfig
 from ume.errors import ConfigError
 
@@ -91,70 +91,17 @@ class ServerEmbedder:
         return torch.stack(self.http.map(self._one, built, desc=f"{self.http.key} embed"))
 
 
-class LocalDiscriminator:
-    """The Discriminator MLLM in this process: greedy, short answers."""
+class Discriminator:
+    """The Discriminator: greedy, short answers from a chat model, in this process
+    (:class:`~ume.models.chat.LocalChatModel`) or on a server
+    (:class:`~ume.clients.ServerClient`)."""
 
-    def __init__(
-        self,
-        folder: str | Path,
-        *,
-        dtype: str = "float32",
-        attn_implementation: str = "sdpa",
-        max_new_tokens: int = 8,
-        batch_size: int = 16,
-    ) -> None:
-        self.folder = str(folder)
-        self.dtype = dtype
-        self.attn_implementation = attn_implementation
-        self.max_new_tokens = max_new_tokens
-        self.batch_size = batch_size
-        self._loaded = None
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_loaded": None}
-
-    def _model(self):
-        if self._loaded is None:
-            from ume.models.backbone import load_backbone
-            from ume.models.device import choose_device
-
-            dev = choose_device(self.dtype, self.attn_implementation, role="discriminator")
-            model, proc = load_backbone(
-                self.folder,
-                dtype=dev.dtype,
-                attn_implementation=dev.attn_implementation,
-                role="discriminator",
-                device=dev.device,
-            )
-            model.requires_grad_(False)
-            self._loaded = (model, proc)
-        return self._loaded
-
-    def answer(self, chats: list[list[dict]]) -> list[str]:
-        from ume.models.backbone import chat_generate
-
-        model, proc = self._model()
-        return chat_generate(
-            model,
-            proc,
-            chats,
-            max_new_tokens=self.max_new_tokens,
-            temperature=0.0,
-            batch_size=self.batch_size,
-        )
-
-
-class ServerDiscriminator:
-    """An OpenAI-compatible chat-completions server (greedy, ``max_new_tokens`` tokens)."""
-
-    def __init__(self, cfg: ServerConfig, max_new_tokens: int = 8) -> None:
-        self.client = ServerClient(cfg, "egrl.discriminator_server")
+    def __init__(self, model: ChatModel, max_new_tokens: int = 8) -> None:
+        self.model = model
         self.max_new_tokens = max_new_tokens
 
     def answer(self, chats: list[list[dict]]) -> list[str]:
-        return self.client.map(
-            lambda c: self.client.chat(c, max_tokens=self.max_new_tokens)[0], chats
-        )
+        return [t for t, _ in self.model.generate(chats, max_new_tokens=self.max_new_tokens)]
 
 
 def make_embedder(cfg: EGRLConfig, folder: str | Path | None, *, dtype: str, attn: str):
@@ -176,13 +123,17 @@ def make_discriminator(cfg: EGRLConfig, folder: str | Path | None, *, dtype: str
     if not cfg.use_process_reward:
         return None
     if cfg.discriminator_backend == "server":
-        return ServerDiscriminator(cfg.discriminator_server, cfg.discriminator_max_new_tokens)
+        client = ServerClient(cfg.discriminator_server, "egrl.discriminator_server")
+        return Discriminator(client, cfg.discriminator_max_new_tokens)
     if folder is None:
         raise ConfigError("egrl.discriminator_backend: local needs the Discriminator's folder")
-    return LocalDiscriminator(
+    from ume.models.chat import LocalChatModel
+
+    model = LocalChatModel(
         folder,
+        role="discriminator",
         dtype=dtype,
         attn_implementation=attn,
-        max_new_tokens=cfg.discriminator_max_new_tokens,
         batch_size=cfg.discriminator_batch_size,
     )
+    return Discriminator(model, cfg.discriminator_max_new_tokens)
