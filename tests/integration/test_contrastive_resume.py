@@ -94,17 +94,36 @@ def test_checkpoints_of_another_config_are_not_resumed(setup, repo):
 
 
 def test_bad_inputs_are_counted_and_never_stop_training(setup, repo):
+    """Imperfect T-CoTs (boxes outside the image, key frames past the end, unreadable JSON)
+    are counted by the input builder; rows whose media are gone or do not decode are bad rows,
+    checked on entry: they stop the stage, or under data.on_bad_item: skip are left out."""
     s = setup
     pairs = small_pairs(s["root"] / "bad", bad=True)
     cfg = _cfg(repo, max_steps=3, global_batch_size=24, sub_batch_size=12)
     out = s["root"] / "bad_out"
+    with pytest.raises(DataError, match=r"row 3 \(0-based parquet row, pair_id 'vid:1'\)"):
+        train_embedder(cfg, pairs, s["backbone"], out, s["root"] / "ck_bad")
+    assert not out.exists()
+    # 11 good pairs per dataset are left: batches of 22 in single-dataset sub-batches of 11
+    train = SMALL["train_embedder"] | {
+        "max_steps": 3,
+        "global_batch_size": 22,
+        "sub_batch_size": 11,
+    }
+    over = SMALL | {"train_embedder": train, "data": {"on_bad_item": "skip"}}
+    cfg = load_config(repo / "config" / "config.yaml", overrides=over)
     train_embedder(cfg, pairs, s["backbone"], out, s["root"] / "ck_bad")
     m = json.loads((out / "manifest.json").read_text())
+    assert [(r["pair_id"], r["column"]) for r in m["bad_rows"]["rows"]] == [
+        ("vid:1", "qry_frames"),
+        ("img:2", "qry_image"),
+    ]
     p = m["input_problems"]
-    assert p["inputs"] == 3 * 2 * 24
-    assert p["inputs_visual"] > 0 and p["inputs_evidence"] > 0 and p["inputs_tcot"] > 0
+    assert p["inputs"] == 3 * 2 * 22
+    assert p["inputs_tcot"] > 0  # imperfect T-CoTs reach training, counted
+    assert p["inputs_visual"] == 0  # the rows whose media are bad never do
     text = json.dumps(m["problem_examples"])
-    for pid in ("img:0", "vid:0", "vid:1", "img:2", "vid:2"):
+    for pid in ("img:0", "vid:0", "vid:2"):
         assert pid in text, pid
 
 

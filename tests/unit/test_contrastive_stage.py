@@ -10,6 +10,7 @@ from ume.config import config_from_dict
 from ume.errors import ConfigError, DataError
 from ume.io import write_parquet
 from ume.items import Item, pair_row, pairs_frame
+from ume.pair_table import RowPolicy
 from ume.tcot.format import render_tcot
 from ume.train.contrastive import (
     CURVE_COLUMNS,
@@ -104,7 +105,13 @@ def test_read_contrastive_errors_say_what_to_do(tmp_path):
     write_parquet(tmp_path / "raw.parquet", _rows(tmp_path, tcot=False))
     with pytest.raises(DataError, match="tcot_input: raw"):
         read_contrastive(tmp_path / "raw.parquet", need_tcot=True)
-    assert len(read_contrastive(tmp_path / "raw.parquet", need_tcot=False)) == 3
+    # row 1's image does not open: a bad row, stopped at or skipped by data.on_bad_item
+    with pytest.raises(
+        DataError, match=r"row 1 \(0-based parquet row.*pos_image.*data\.on_bad_item"
+    ):
+        read_contrastive(tmp_path / "raw.parquet", need_tcot=False)
+    table = read_contrastive(tmp_path / "raw.parquet", need_tcot=False, policy=RowPolicy("skip"))
+    assert len(table.df) == 2 and [s["row"] for s in table.skipped] == [1]
     write_parquet(tmp_path / "empty.parquet", pairs_frame([]))
     with pytest.raises(DataError, match="no pairs"):
         read_contrastive(tmp_path / "empty.parquet", need_tcot=False)

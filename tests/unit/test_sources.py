@@ -284,7 +284,16 @@ def test_corrupt_image_is_an_error_naming_file_and_row_or_is_skipped(mmeb):
     assert "corrupt image" in msg and "data.on_bad_item: skip" in msg
     res = load_source("NIGHTS", mmeb, on_bad_item="skip")
     assert res.kept == 5 and res.total_before_cap == 6
-    assert res.skipped == [{"file": str(parquet), "row": 2, "reason": res.skipped[0]["reason"]}]
+    # the skipped-record convention of every stage (ume.pair_table.SKIP_FIELDS), 0-based row
+    assert res.skipped == [
+        {
+            "file": str(parquet),
+            "row": 2,
+            "pair_id": "NIGHTS:2",
+            "column": None,
+            "reason": res.skipped[0]["reason"],
+        }
+    ]
     assert "NIGHTS:2" not in set(res.df["pair_id"])
     # a cap refills from the remaining rows: still `cap` good pairs when enough exist
     capped = _with(mmeb, NIGHTS=SourceDatasetConfig(cap=5))
@@ -297,7 +306,8 @@ def test_corrupt_image_is_an_error_naming_file_and_row_or_is_skipped(mmeb):
 def test_missing_image_says_what_to_do(mmeb):
     (Path(mmeb.mmeb_train_root) / "images/NIGHTS/Train/ref_004_002.jpg").unlink()
     with pytest.raises(
-        DataError, match=r"row 4: image .*ref_004_002.jpg not found; unzip images_zip/NIGHTS.zip"
+        DataError,
+        match=r"row 4 \(0-based parquet row\): image .*ref_004_002.jpg not found; unzip images_zip/NIGHTS.zip",
     ):
         load_source("NIGHTS", mmeb)
     assert load_source("NIGHTS", mmeb, on_bad_item="skip").skipped[0]["row"] == 4
@@ -312,7 +322,9 @@ def test_malformed_mmeb_rows_and_files(mmeb, tmp_path):
     rows = table.to_pylist()
     rows[1] |= {"qry": "<|image_1|>\n", "qry_image_path": None}  # nothing left once unmarked
     pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), parquet)
-    with pytest.raises(DataError, match=r"row 1: malformed row: empty query"):
+    with pytest.raises(
+        DataError, match=r"row 1 \(0-based parquet row\): malformed row: empty query"
+    ):
         load_source("NIGHTS", mmeb, verify_images=False)
     pq.write_table(table.drop(["pos_text"]), parquet)
     with pytest.raises(DataError, match=r"missing columns \['pos_text'\]"):
@@ -349,7 +361,7 @@ def test_missing_frame_folder_is_an_error_or_skipped(hound):
     assert "chunk_*.tar.gz" in msg
     res = load_source("llavahound_qa", hound, on_bad_item="skip")
     assert res.total_before_cap == 8 and res.kept == 6
-    assert [s["row"] for s in res.skipped] == [3, 4]  # both QA lines of that video
+    assert [s["line"] for s in res.skipped] == [3, 4]  # both QA lines of that video (1-based)
 
 
 def test_corrupt_frame_and_malformed_jsonl_lines(hound):
@@ -366,7 +378,7 @@ def test_corrupt_frame_and_malformed_jsonl_lines(hound):
         load_source("llavahound_caption_retrieval", hound)
     res = load_source("llavahound_video_retrieval", hound, on_bad_item="skip")
     assert res.total_before_cap == 5 and res.kept == 3
-    assert [(s["row"], s["reason"].split(":")[0]) for s in res.skipped] == [
+    assert [(s["line"], s["reason"].split(":")[0]) for s in res.skipped] == [
         (4, "malformed row"),
         (6, "malformed row"),
     ]
@@ -393,7 +405,9 @@ def test_malformed_document_rows(name, tmp_path):
     images[3] = {"bytes": None, "path": "page.png"}
     col = table.schema.get_field_index("image")
     pq.write_table(table.set_column(col, "image", pa.array(images, fx.IMAGE_STRUCT)), parquet)
-    with pytest.raises(DataError, match=rf"{parquet}: row 1: corrupt image bytes"):
+    with pytest.raises(
+        DataError, match=rf"{parquet}: row 1 \(0-based parquet row\): corrupt image bytes"
+    ):
         load_source(name, real, extract_dir=tmp_path / "x")
     res = load_source(name, real, extract_dir=tmp_path / "x", on_bad_item="skip")
     assert res.kept == 2

@@ -154,7 +154,7 @@ def test_full_run_data_is_consistent(full_run):
     assert len(rl) > 0 and len(con) > 0
     for col in ("qry_image", "pos_image"):
         for p in pairs[col]:
-            assert not p or Path(p).exists()
+            assert not p or (r / p).exists()  # stored relative to the run folder
 
 
 def test_tiny_models_are_saved_and_load_offline(full_run):

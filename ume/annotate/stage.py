@@ -1,7 +1,9 @@
 """The data-construction stage: annotate T-CoTs, filter by relevance, split contrastive / RL.
 
-Each entry point takes the typed config and paths, writes its parquet atomically and a
-manifest beside it with the counts kept and dropped per dataset.
+Each entry point takes the typed config and paths, reads its pair table with every row
+checked (:func:`ume.pair_table.read_pair_table`: a bad row stops the stage, or with
+``data.on_bad_item: skip`` is left out and counted under ``bad_rows``), writes its parquet
+atomically and a manifest beside it with the counts kept and dropped per dataset.
 """
 
 from __future__ import annotations
@@ -14,27 +16,31 @@ import pandas as pd
 
 from ume.annotate.backends import Annotator, make_annotator
 from ume.config import Config
-from ume.errors import ConfigError, DataError
-from ume.io import Manifest, write_parquet
-from ume.items import Item, check_pairs_frame
+from ume.errors import ConfigError
+from ume.io import Manifest
+from ume.items import Item
+from ume.pair_table import Media, PairTable, RowPolicy, read_pair_table, write_pair_table
 from ume.tcot.format import parse_tcot
 
 log = logging.getLogger(__name__)
 
+TCOTS = ("qry_tcot", "pos_tcot")
 
-def _read_pairs(path: str | Path, needs: tuple[str, ...] = ()) -> pd.DataFrame:
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"{path}: not found; run the stage that writes it first")
-    try:
-        df = pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several types for a corrupt file
-        raise DataError(f"{path}: cannot read parquet ({e}); delete it and rerun its stage") from e
-    check_pairs_frame(df, str(path))
-    missing = [c for c in needs if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing columns {missing}; rerun the stage that writes it")
-    return df
+
+def _read_pairs(
+    cfg: Config,
+    path: str | Path,
+    needs: tuple[str, ...] = (),
+    media: Media = "open",
+) -> PairTable:
+    """The stage's input rows, checked under ``data.on_bad_item``."""
+    return read_pair_table(
+        path,
+        policy=RowPolicy(cfg.data.on_bad_item, "data.on_bad_item"),
+        needs=needs,
+        tcot_parser=parse_tcot,
+        media=media,
+    )
 
 
 def _per_dataset(df: pd.DataFrame) -> dict[str, int]:
@@ -49,7 +55,8 @@ def annotate_pairs(
     annotator: Annotator | None = None,
 ) -> pd.DataFrame:
     """Write a T-CoT for the query and the positive side of every pair -> ``tcot.parquet``."""
-    df = _read_pairs(pairs_path)
+    table = _read_pairs(cfg, pairs_path)  # the annotators open the media
+    df = table.df
     manifest = Manifest("annotate", cfg.sections(), [pairs_path])
     annotator = annotator or make_annotator(cfg, cfg.annotate.backend, model_dir)
     items = [Item.from_row(r, "qry") for r in df.to_dict("records")]
@@ -62,8 +69,9 @@ def annotate_pairs(
     problems = {"qry": 0, "pos": 0}
     for side in problems:
         problems[side] = int(sum(bool(parse_tcot(t).problems) for t in df[f"{side}_tcot"]))
-    write_parquet(out_path, df)
+    write_pair_table(out_path, df)
     manifest.record(
+        **table.manifest(),
         backend=annotator.name,
         pairs=n,
         per_dataset=_per_dataset(df),
@@ -82,7 +90,9 @@ def filter_pairs(
     annotator: Annotator | None = None,
 ) -> pd.DataFrame:
     """The relevance filter: keep pairs the judge calls not conflicting ("No")."""
-    df = _read_pairs(tcot_path, ("qry_tcot", "pos_tcot"))
+    # the judge reads T-CoTs only: the media need to exist, not to be opened
+    table = _read_pairs(cfg, tcot_path, TCOTS, media="exists")
+    df = table.df
     manifest = Manifest("filter", cfg.sections(), [tcot_path])
     if cfg.filter.enabled:
         annotator = annotator or make_annotator(cfg, cfg.filter_backend, model_dir)
@@ -96,8 +106,9 @@ def filter_pairs(
     df = df.assign(relevant=keep)
     kept = df[df["relevant"]]
     dropped = df[~df["relevant"]]
-    write_parquet(out_path, df)
+    write_pair_table(out_path, df)
     manifest.record(
+        **table.manifest(),
         enabled=cfg.filter.enabled,
         judge=judge,
         pairs=len(df),
@@ -122,7 +133,8 @@ def split_pairs(
     enter the contrastive set (they may still feed RL).
     """
     s = cfg.split
-    df = _read_pairs(filtered_path, ("qry_tcot", "pos_tcot", "relevant"))
+    table = _read_pairs(cfg, filtered_path, (*TCOTS, "relevant"), media="exists")
+    df = table.df
     manifest = Manifest("split", cfg.sections(), [filtered_path])
     kept = df[df["relevant"]].drop(columns=["relevant"])
     known = set(df["dataset"])
@@ -147,9 +159,10 @@ def split_pairs(
     contrastive = kept[~kept["dataset"].isin(s.exclude_from_contrastive)]
     if s.rule == "disjoint":
         contrastive = contrastive[~contrastive["pair_id"].isin(rl["pair_id"])]
-    write_parquet(contrastive_path, contrastive.reset_index(drop=True))
-    write_parquet(rl_path, rl.reset_index(drop=True))
+    write_pair_table(contrastive_path, contrastive.reset_index(drop=True))
+    write_pair_table(rl_path, rl.reset_index(drop=True))
     manifest.record(
+        **table.manifest(),
         rule=s.rule,
         kept_pairs=len(kept),
         contrastive=len(contrastive),

@@ -39,7 +39,11 @@ until ``cap`` good rows are found (rows are checked only as they are reached, so
 set is not verified in full to keep 50k); kept rows are returned in source order with
 ``pair_id = <dataset>:<row index in the concatenated source files>``. A bad item (missing or
 corrupt image, missing frame folder, malformed row) raises :class:`DataError` naming the file
-and row, or, with ``on_bad_item="skip"``, is left out and listed in ``SourceResult.skipped``.
+and row, or, with ``on_bad_item="skip"``, is left out and listed in ``SourceResult.skipped``
+as ``{file, row, pair_id, column, reason}`` (:data:`ume.pair_table.SKIP_FIELDS`): ``row`` is
+the 0-based parquet row of ``file``; a JSONL source has ``line`` (1-based, as editors count)
+instead; ``pair_id`` is the id the pair would have had; ``column`` is None (a source row's
+fault is the item's, not one pair column's).
 """
 
 from __future__ import annotations
@@ -151,7 +155,7 @@ class SourceResult:
     weight: float
     cap: int | None
     total_before_cap: int  # rows in the source files
-    skipped: list[dict[str, Any]] = field(default_factory=list)  # {file, row, reason}
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # see the module doc
 
     @property
     def kept(self) -> int:
@@ -176,7 +180,8 @@ class _Bad(Exception):
 class _ParquetTable:
     """Rows of one or more parquet shards, addressed by a global row index."""
 
-    row_label = "row"
+    row_label = "row"  # 0-based, within its shard file
+    row_words = "row {} (0-based parquet row)"
 
     def __init__(self, files: list[Path], columns: tuple[str, ...], required: tuple[str, ...]):
         import pyarrow.parquet as pq
@@ -226,7 +231,8 @@ class _ParquetTable:
 class _JsonlTable:
     """Lines of a JSONL file; only byte offsets are held, a line is parsed when reached."""
 
-    row_label = "line"
+    row_label = "line"  # 1-based, blank lines counted
+    row_words = "line {}"
 
     def __init__(self, file: Path):
         self.file = file
@@ -604,8 +610,17 @@ def load_source(
                 kept[idx] = build(rec)
             except _Bad as e:
                 if on_bad_item == "error":
-                    raise DataError(f"{file}: {table.row_label} {row}: {e}. {_SKIP_HINT}") from None
-                skipped.append({"file": file, "row": row, "reason": str(e)})
+                    where = table.row_words.format(row)
+                    raise DataError(f"{file}: {where}: {e}. {_SKIP_HINT}") from None
+                skipped.append(
+                    {
+                        "file": file,
+                        table.row_label: row,
+                        "pair_id": f"{name}:{idx}",
+                        "column": None,
+                        "reason": str(e),
+                    }
+                )
     rows = [pair_row(f"{name}:{i}", name, spec.modality, *kept[i]) for i in sorted(kept)]
     return SourceResult(
         dataset=name,
@@ -629,7 +644,8 @@ def load_sources(
     """Every dataset of ``real.datasets``: one pair table and per-dataset stats.
 
     Stats per dataset: ``weight``, ``cap``, ``total_before_cap``, ``kept``, ``skipped`` (count)
-    and ``skipped_items`` (``{file, row, reason}`` each) — for the stage manifest.
+    and ``skipped_items`` (``{file, row or line, pair_id, column, reason}`` each, see the module
+    doc) — for the stage manifest.
     """
     import pandas as pd
 

@@ -55,11 +55,12 @@ from ume.config import Config
 from ume.errors import ConfigError, DataError
 from ume.fingerprints import checksum, file_sha256, fingerprint_of
 from ume.io import Manifest, write_json, write_text
-from ume.items import Item, check_pairs_frame
+from ume.items import Item
 from ume.launch.resumable import checkpoint_dir as checkpoint_dir_for
 from ume.launch.resumable import resume_point
 from ume.models.device import DeviceChoice, choose_device
-from ume.tcot.format import DEFAULT_FRAME_BASE
+from ume.pair_table import PairTable, RowPolicy, read_pair_table
+from ume.tcot.format import DEFAULT_FRAME_BASE, parse_tcot
 from ume.train.curves import Panel, plot_curves
 from ume.train.gradcache import chunk, gradcache_step
 from ume.train.losses import ddp_loss_scale, info_nce, world
@@ -346,29 +347,38 @@ class InterruptAfter(TrainerCallback):
 
 
 # --------------------------------------------------------------------------- the stage
-def read_contrastive(path: str | Path, *, need_tcot: bool) -> Any:
-    import pandas as pd
-
+def read_contrastive(
+    path: str | Path, *, need_tcot: bool, policy: RowPolicy | None = None
+) -> PairTable:
+    """The contrastive set, every row checked (``data.on_bad_item``: stop at a bad row, or
+    leave it out and count it); images must open, T-CoTs be strings when they are trained on."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: not found; the split stage (rule split_data) writes it")
-    try:
-        df = pd.read_parquet(path)
-    except Exception as e:  # pyarrow raises several types for a corrupt file
-        raise DataError(
-            f"{path}: cannot read parquet ({e}); delete it and rerun rule split_data"
-        ) from e
-    check_pairs_frame(df, str(path))
+    needs = ("qry_tcot", "pos_tcot") if need_tcot else ()
     if need_tcot:
-        missing = [c for c in ("qry_tcot", "pos_tcot") if c not in df.columns]
+        import pyarrow.parquet as pq
+
+        try:
+            names = pq.read_schema(path).names
+        except Exception:  # unreadable: read_pair_table says so
+            names = list(needs)
+        missing = [c for c in needs if c not in names]
         if missing:
             raise DataError(
                 f"{path}: no T-CoT columns {missing}; rerun the annotation stage, or set "
                 "train_embedder.tcot_input: raw to train without T-CoTs"
             )
-    if not len(df):
+    table = read_pair_table(
+        path,
+        policy=policy or RowPolicy(),
+        needs=needs,
+        tcot_parser=parse_tcot,
+        media="open",
+    )
+    if not len(table.df):
         raise DataError(f"{path}: no pairs to train on")
-    return df.reset_index(drop=True)
+    return table
 
 
 def read_weights(datasets_json: str | Path | None) -> dict[str, float]:
@@ -478,7 +488,12 @@ def train_embedder(
     check_mode(tc.tcot_input)
     out = Path(out_dir)
     sides = ("qry", "pos", "neg") if tc.hard_negatives else ("qry", "pos")
-    df = read_contrastive(contrastive_parquet, need_tcot=tc.tcot_input != "raw")
+    table = read_contrastive(
+        contrastive_parquet,
+        need_tcot=tc.tcot_input != "raw",
+        policy=RowPolicy(cfg.data.on_bad_item, "data.on_bad_item"),
+    )
+    df = table.df
     if tc.hard_negatives and "neg_modality" not in df.columns:
         raise ConfigError(
             "train_embedder.hard_negatives is true but the contrastive set has no hard negatives "
@@ -592,6 +607,7 @@ def train_embedder(
         write_curves(rows, out / "curves.csv", out / "curves.png")
         totals = {k: int(sum(r.get(k) or 0 for r in rows)) for k in PROBLEM_KEYS}
         manifest.record(
+            **table.manifest(),
             steps=trainer.state.global_step,
             pairs=len(df),
             datasets={

@@ -371,10 +371,8 @@ def train_egrl(
     out_dir = Path(out_dir)
     ckpt = checkpoint_dir(out_dir, checkpoints)
     manifest = Manifest("egrl", cfg.sections(), [rl_path])
-    try:
-        df = pd.read_parquet(rl_path)
-    except Exception as e:
-        raise DataError(f"{rl_path}: cannot read the RL pairs ({e})") from e
+    table = reasoner_common.read_rows(cfg, rl_path)
+    df = table.df
     train_df, held_df = split_heldout(df, g.heldout_pairs_per_dataset, cfg.seed)
     if train_df.empty:
         raise DataError(f"{rl_path}: no RL pairs left to train on")
@@ -444,6 +442,7 @@ def train_egrl(
     write_json(out_dir / "heldout.json", heldout)
     log_rows = reasoner_common.read_log(out_dir / "train_log.csv")
     manifest.record(
+        **table.manifest(),
         pairs=len(train_df),
         heldout_pairs=len(held_df),
         datasets=sorted(train_df["dataset"].unique().tolist()),

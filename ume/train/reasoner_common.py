@@ -26,12 +26,29 @@ from ume.config import BackboneConfig, Config, LoraConfig
 from ume.fingerprints import checksum, fingerprint_of, input_identity
 from ume.io import atomic_path, write_json, write_text
 from ume.items import Item
+from ume.pair_table import PairTable, RowPolicy, read_pair_table
+from ume.tcot.format import parse_tcot
 from ume.tcot.prompts import tcot_messages
 from ume.train.curves import Panel, plot_curves
 
 log = logging.getLogger(__name__)
 
 ROLE_OF_SIDE = {"qry": "query", "pos": "candidate"}
+
+
+# --------------------------------------------------------------------------- rows
+def read_rows(cfg: Config, path: str | Path, needs: tuple[str, ...] = ()) -> PairTable:
+    """The stage's pairs, every row checked on entry, before a model is loaded: a bad row
+    (a null image path, a missing or unreadable image, a null T-CoT among ``needs``) stops
+    the stage naming file, row and column, or with ``data.on_bad_item: skip`` is left out
+    and counted (``bad_rows`` in the manifest)."""
+    return read_pair_table(
+        path,
+        policy=RowPolicy(cfg.data.on_bad_item, "data.on_bad_item"),
+        needs=needs,
+        tcot_parser=parse_tcot,
+        media="open",  # TRL decodes the images: they must at least open
+    )
 
 
 # --------------------------------------------------------------------------- prompts

@@ -74,13 +74,10 @@ def train_sft(
     s = cfg.sft
     out_dir = Path(out_dir)
     manifest = Manifest("sft_reasoner", cfg.sections(), [pairs_path])
-    try:
-        df = pd.read_parquet(pairs_path)
-    except Exception as e:
-        raise DataError(f"{pairs_path}: cannot read the annotated pairs ({e})") from e
-    for col in ("qry_tcot", "pos_tcot"):
-        if col not in df.columns:
-            raise DataError(f"{pairs_path}: no {col} column; SFT needs annotated pairs")
+    table = reasoner_common.read_rows(cfg, pairs_path, needs=("qry_tcot", "pos_tcot"))
+    df = table.df
+    if "relevant" in df.columns:  # sft.data: annotated reads the filter's table: its kept pairs
+        df = df[df["relevant"]]
     rows, skipped = sft_rows(df)
     if not rows:
         raise DataError(f"{pairs_path}: no usable annotated T-CoT to imitate ({skipped})")
@@ -141,6 +138,7 @@ def train_sft(
     reasoner_common.drop_checkpoints(ckpt)
     rows_log = reasoner_common.read_log(out_dir / "train_log.csv")
     manifest.record(
+        **table.manifest(),
         examples=len(rows),
         skipped=skipped,
         pairs=len(df),
