@@ -22,8 +22,10 @@ A task whose data is not all there is *recorded* as the data check
 (:func:`ume.suites.check.task_status`) finds it: ``status: "missing"`` or ``"incomplete"``
 (half downloaded), with the reason, the absent paths and what to download, and no metrics;
 the leaderboard marks it and leaves it out of every average (never scored on what is
-there). A malformed row stops with an error naming file and row, or with
-``eval.on_bad_item: skip`` is skipped and counted (``num_skipped``, ``skipped``).
+there). A malformed row stops with an error naming file, row and ``eval.on_bad_item``, or
+with ``eval.on_bad_item: skip`` is skipped and counted (``num_skipped``, 0 when none and in
+missing records; ``skipped``, the first of them). A cache that cannot take a write (disk
+full, read-only) stops with a message naming the folder and ``eval.cache_dir``.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from ume.eval.metrics import main_score, score_task
 from ume.eval.reason import CachedReasoner
 from ume.eval.retrieval import IndexParams, effective_kind, rank_local, search, tie_order
 from ume.eval.stats import CacheStats
-from ume.io import write_json, write_jsonl
+from ume.io import name_folder, write_json, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +115,7 @@ def write_missing(
         "main_metric": spec.metric,
         "num_pred": 0,
         "num_data": 0,
+        "num_skipped": 0,
     }
     write_json(paths["score"], rec)
     write_jsonl(paths["pred"], [])
@@ -298,6 +301,8 @@ def run_eval(
     from ume.suites.registry import get_task
 
     ev = cfg.eval
+    if cache_dir is not None:  # a full or read-only cache: the message names eval.cache_dir
+        name_folder(cache_dir, "eval.cache_dir")
     variants = variant_order(ev.variants)
     from ume.suites.base import DataRoots
 
