@@ -2,7 +2,9 @@
 
 MMEB-V2: each category (I-CLS ... OOD) is the unweighted mean of its tasks' main metric
 x100; each modality (Image, Video, VisDoc) the unweighted mean of *its tasks* (not of its
-categories); ``All`` the unweighted mean over all 78 tasks.
+categories); ``All`` the unweighted mean over all 78 tasks; ``All w/o OOD`` (ours, not a
+published column) the mean over the 74 tasks outside VisDoc-OOD, the one overall that rows
+measured on the old and on the fixed ViDoSeek-page / MMLongBench-page splits share.
 UVRB: each column (TXT, CMP, VIS, CG, FG, LC, S, T, PR) the unweighted mean of its
 datasets' main metric x100; ``AVG`` the unweighted mean of the six columns TXT, CMP, VIS,
 CG, FG, LC.
@@ -29,6 +31,11 @@ reads a leaderboard-format JSON (``{"metadata": {...}, "metrics": {"image": {tas
 column table. ``--strict`` exits with status 1 when tasks are missing.
 ``python -m ume.eval.aggregate --check-published`` prints the notes of
 :func:`check_published_tables`.
+
+Published tables (``ume/report/reference/``) are read in one place, :func:`read_published`,
+for the checks here and the leaderboard's baseline rows alike; it also reads the split
+(old or fixed page-level OOD tasks) each published MMEB-V2 row was measured on
+(``mmeb_v2_ood_split.csv``, with the evidence for each).
 """
 
 from __future__ import annotations
@@ -79,6 +86,10 @@ MMEB_COLUMNS: tuple[str, ...] = (
     "All",
 )
 UVRB_TABLE_COLUMNS: tuple[str, ...] = ("AVG", *UVRB_COLUMNS)
+#: The MMEB-V2 overall without the VisDoc-OOD tasks (comparable across the OOD splits).
+MMEB_NO_OOD = "All w/o OOD"
+#: The published columns an OOD split changes (and the task-level scores it changes).
+OOD_SPLIT_COLUMNS: tuple[str, ...] = ("OOD", "VisDoc", "All")
 
 #: Reference data shipped with the package (copied from the published tables).
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "report" / "reference"
@@ -135,11 +146,12 @@ class Aggregate:
             + ("complete" if self.complete else f"INCOMPLETE: {len(self.missing)} task(s) missing")
             + ")"
         )
-        lines = [head, f"{'column':<8} {'score':>8}  tasks"]
+        w = max(8, *(len(c) for c in self.columns))
+        lines = [head, f"{'column':<{w}} {'score':>8}  tasks"]
         for col, val in self.columns.items():
             have, want = self.counts[col]
             if val is not None:
-                lines.append(f"{col:<8} {val:>8.{digits}f}  {have}/{want}")
+                lines.append(f"{col:<{w}} {val:>8.{digits}f}  {have}/{want}")
             else:
                 p = self.partial[col]
                 ptxt = (
@@ -147,7 +159,7 @@ class Aggregate:
                     if p is not None
                     else "no tasks"
                 )
-                lines.append(f"{col:<8} {'--':>8}  {have}/{want}  (incomplete; {ptxt})")
+                lines.append(f"{col:<{w}} {'--':>8}  {have}/{want}  (incomplete; {ptxt})")
         if self.missing:
             lines.append("missing tasks: " + ", ".join(self.missing))
         if self.unknown:
@@ -216,12 +228,32 @@ def aggregate_mmeb(
     """MMEB-V2 columns from per-task scores (main metric, or a dict of metrics per task)."""
     pct, unknown, used = _main_scores("mmeb", scores, scale)
     specs = tasks("mmeb")
-    groups: dict[str, list[TaskSpec]] = {c: [] for c in MMEB_COLUMNS}
-    for s in specs:
-        groups[s.category].append(s)
-        groups[MMEB_MODALITY_COLUMNS[s.modality]].append(s)
-        groups["All"].append(s)
-    return _build("mmeb", groups, pct, specs, unknown, used)
+    return _build("mmeb", column_tasks("mmeb"), pct, specs, unknown, used)
+
+
+def column_tasks(suite: str) -> dict[str, list[TaskSpec]]:
+    """The tasks behind each column of ``suite``'s table (MMEB-V2: categories, modalities,
+    ``All``, ``All w/o OOD``; UVRB: TXT, CMP, VIS and the ability groups, ``AVG`` = every
+    dataset). A column is incomplete, or partial, when one of these tasks is."""
+    specs = tasks(suite)
+    if suite == "mmeb":
+        groups: dict[str, list[TaskSpec]] = {c: [] for c in (*MMEB_COLUMNS, MMEB_NO_OOD)}
+        for s in specs:
+            groups[s.category].append(s)
+            groups[MMEB_MODALITY_COLUMNS[s.modality]].append(s)
+            groups["All"].append(s)
+            if s.category != "OOD":
+                groups[MMEB_NO_OOD].append(s)
+        return groups
+    if suite == "uvrb":
+        groups = {c: [] for c in UVRB_TABLE_COLUMNS}
+        for s in specs:
+            groups["AVG"].append(s)
+            groups[s.category].append(s)
+            for g in s.groups:
+                groups[g].append(s)
+        return groups
+    raise DataError(f"no benchmark columns for suite {suite!r}; use 'mmeb' or 'uvrb'")
 
 
 UVRB_DEFINITIONS: tuple[str, ...] = ("published", "flat")
@@ -245,11 +277,7 @@ def aggregate_uvrb(
         raise ValueError(f"definition must be one of {UVRB_DEFINITIONS}, got {definition!r}")
     pct, unknown, used = _main_scores("uvrb", scores, scale)
     specs = tasks("uvrb")
-    groups: dict[str, list[TaskSpec]] = {c: [] for c in UVRB_COLUMNS}
-    for s in specs:
-        groups[s.category].append(s)
-        for g in s.groups:
-            groups[g].append(s)
+    groups = {c: v for c, v in column_tasks("uvrb").items() if c != "AVG"}
     agg = _build("uvrb", groups, pct, specs, unknown, used)
     agg.definition = definition
     if definition == "published":
@@ -453,7 +481,10 @@ class TableNote:
         )
 
 
-def _num(cell: str) -> float | None:
+def _num(cell: str | None) -> float | None:
+    """A printed number (``70.1*`` -> 70.1; empty, ``-`` -> None)."""
+    if cell is None:
+        return None
     cell = cell.strip().rstrip("*†‡").strip()
     if not cell or cell in ("-", "–"):
         return None
@@ -461,8 +492,91 @@ def _num(cell: str) -> float | None:
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
+
+
+@dataclass(frozen=True)
+class OodSplit:
+    """The split of the page-level OOD tasks a published row was measured on."""
+
+    split: str  # "old" | "fixed"
+    evidence: str  # where that is stated, or how it is inferred
+
+
+@dataclass
+class PublishedTables:
+    """Every published table of the reference folder, read once (percent, as printed).
+
+    MMEB-V2 models are named as in the category table (the per-task table's spellings are
+    mapped by :data:`TASK_TABLE_MODEL_NAMES`; ``task_table_names`` maps them back, for
+    notes about that table).
+    """
+
+    reference_dir: Path
+    mmeb_categories: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    mmeb_marked: dict[str, set[str]] = field(default_factory=dict)  # cells printed with "*"
+    mmeb_tasks: dict[str, dict[str, float]] = field(default_factory=dict)
+    mmeb_task_printed: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    task_table_names: dict[str, str] = field(default_factory=dict)
+    mmeb_submissions: dict[str, Path] = field(default_factory=dict)
+    uvrb_datasets: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    uvrb_avg16: dict[str, float | None] = field(default_factory=dict)
+    uvrb_abilities: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    ood_split: dict[str, OodSplit] = field(default_factory=dict)
+
+    CATEGORIES = "mmeb_v2_categories_published.csv"
+    TASKS = "mmeb_v2_tasks_published.csv"
+    UVRB_DATASETS = "uvrb_datasets_published.csv"
+    UVRB_ABILITIES = "uvrb_abilities_published.csv"
+    OOD_SPLIT = "mmeb_v2_ood_split.csv"
+
+
+def read_published(reference_dir: str | os.PathLike | None = None) -> PublishedTables:
+    """The published tables under ``reference_dir`` (default: the package's copy)."""
+    ref = Path(reference_dir) if reference_dir is not None else REFERENCE_DIR
+    pub = PublishedTables(ref)
+    for r in _read_csv(ref / pub.CATEGORIES):
+        model = r["model"]
+        pub.mmeb_categories[model] = {c: _num(r.get(c)) for c in MMEB_COLUMNS if c in r}
+        pub.mmeb_marked[model] = {c for c in MMEB_COLUMNS if (r.get(c) or "").strip().endswith("*")}
+    rows = _read_csv(ref / pub.TASKS)
+    for m in [c for c in (rows[0] if rows else {}) if c != "Task"]:
+        name = TASK_TABLE_MODEL_NAMES.get(m, m)
+        pub.task_table_names[name] = m
+        pub.mmeb_tasks[name], pub.mmeb_task_printed[name] = {}, {}
+    for r in rows:
+        label = r["Task"].strip()
+        col = _summary_column(label)
+        spec = None if col is not None else find_task("mmeb", label)
+        if col is None and spec is None:
+            raise DataError(f"{ref / pub.TASKS}: unknown task row {label!r}")
+        for name, m in pub.task_table_names.items():
+            v = _num(r[m])
+            if col is not None:
+                pub.mmeb_task_printed[name][col] = v
+            elif v is not None:
+                pub.mmeb_tasks[name][spec.name] = v  # type: ignore[union-attr]
+    for sub in sorted(ref.glob("mmeb_v2_*.json")):
+        data = json.loads(sub.read_text(encoding="utf-8"))
+        pub.mmeb_submissions[data.get("metadata", {}).get("model_name", sub.stem)] = sub
+    names = [s.name for s in tasks("uvrb")]
+    for r in _read_csv(ref / pub.UVRB_DATASETS):
+        pub.uvrb_datasets[r["model"]] = {n: _num(r.get(n)) for n in names}
+        pub.uvrb_avg16[r["model"]] = _num(r.get("AVG16_as_printed"))
+    for r in _read_csv(ref / pub.UVRB_ABILITIES):
+        pub.uvrb_abilities[r["model"]] = {c: _num(r.get(c)) for c in UVRB_TABLE_COLUMNS}
+    for r in _read_csv(ref / pub.OOD_SPLIT):
+        split = r["ood_split"].strip()
+        if split not in ("old", "fixed"):
+            raise DataError(
+                f"{ref / pub.OOD_SPLIT}: model {r['model']!r}: ood_split {split!r} is not "
+                "'old' or 'fixed'"
+            )
+        pub.ood_split[r["model"]] = OodSplit(split, r.get("evidence", "").strip())
+    return pub
 
 
 def _check(notes, table, model, column, printed, recomputed, basis, tol) -> None:
@@ -480,7 +594,9 @@ def _mmeb_counts() -> dict[str, int]:
 
 
 def check_published_tables(
-    reference_dir: str | os.PathLike | None = None, tol: float = 0.1
+    reference_dir: str | os.PathLike | None = None,
+    tol: float = 0.1,
+    published: PublishedTables | None = None,
 ) -> list[TableNote]:
     """Printed averages that their own per-task (or per-column) numbers contradict.
 
@@ -492,7 +608,7 @@ def check_published_tables(
     the UVRB ability table's columns against the dataset table, and its ``AVG`` against
     the mean of its own six columns TXT, CMP, VIS, CG, FG, LC.
     """
-    ref = Path(reference_dir) if reference_dir is not None else REFERENCE_DIR
+    pub = published if published is not None else read_published(reference_dir)
     notes: list[TableNote] = []
     counts = _mmeb_counts()
     mods = {
@@ -501,85 +617,57 @@ def check_published_tables(
         "VisDoc": [c for c, m in MMEB_CATEGORIES.items() if m == "visdoc"],
         "All": list(MMEB_CATEGORIES),
     }
+    cat_file, task_file = pub.CATEGORIES, pub.TASKS
 
     # 1. category table, internal
-    cat_file = ref / "mmeb_v2_categories_published.csv"
-    cat_rows = {r["model"]: r for r in _read_csv(cat_file)} if cat_file.exists() else {}
-    for model, row in cat_rows.items():
-        vals = {c: _num(row[c]) for c in MMEB_COLUMNS if c in row}
+    for model, vals in pub.mmeb_categories.items():
         for col, cats in mods.items():
             if any(vals.get(c) is None for c in cats):
                 continue
-            rec = sum(vals[c] * counts[c] for c in cats) / sum(counts[c] for c in cats)
-            _check(notes, cat_file.name, model, col, vals.get(col), rec,
+            rec = sum(vals[c] * counts[c] for c in cats) / sum(counts[c] for c in cats)  # type: ignore[operator]
+            _check(notes, cat_file, model, col, vals.get(col), rec,
                    "its own category columns (task-count weighted)", tol)  # fmt: skip
 
     # 2./3. per-task table
-    task_file = ref / "mmeb_v2_tasks_published.csv"
-    if task_file.exists():
-        rows = _read_csv(task_file)
-        models = [c for c in rows[0] if c != "Task"]
-        per_model: dict[str, dict[str, float]] = {m: {} for m in models}
-        printed: dict[str, dict[str, float | None]] = {m: {} for m in models}
-        for r in rows:
-            label = r["Task"].strip()
-            col = _summary_column(label)
-            for m in models:
-                v = _num(r[m])
-                if col is not None:
-                    printed[m][col] = v
-                elif v is not None:
-                    spec = find_task("mmeb", label)
-                    if spec is None:
-                        raise DataError(f"{task_file.name}: unknown task row {label!r}")
-                    per_model[m][spec.name] = v
-        for m in models:
-            agg = aggregate_mmeb(per_model[m], scale="percent")
-            for col, val in printed[m].items():
-                _check(notes, task_file.name, m, col, val, agg.columns.get(col),
-                       "its own per-task rows", tol)  # fmt: skip
-            cat_model = TASK_TABLE_MODEL_NAMES.get(m, m)
-            if cat_model in cat_rows:
-                for col in MMEB_COLUMNS:
-                    _check(notes, cat_file.name, cat_model, col, _num(cat_rows[cat_model][col]),
-                           agg.columns.get(col), f"per-task table ({task_file.name})", tol)  # fmt: skip
+    for model, per_task in pub.mmeb_tasks.items():
+        agg = aggregate_mmeb(per_task, scale="percent")
+        for col, val in pub.mmeb_task_printed[model].items():
+            _check(notes, task_file, pub.task_table_names[model], col, val,
+                   agg.columns.get(col), "its own per-task rows", tol)  # fmt: skip
+        if model in pub.mmeb_categories:
+            for col in MMEB_COLUMNS:
+                _check(notes, cat_file, model, col, pub.mmeb_categories[model].get(col),
+                       agg.columns.get(col), f"per-task table ({task_file})", tol)  # fmt: skip
 
     # leaderboard submission(s) vs the category table
-    for sub in sorted(ref.glob("mmeb_v2_*.json")):
-        data = json.loads(sub.read_text(encoding="utf-8"))
-        model = data.get("metadata", {}).get("model_name", sub.stem)
-        if model not in cat_rows:
+    for model, sub in pub.mmeb_submissions.items():
+        if model not in pub.mmeb_categories:
             continue
         agg = aggregate_mmeb(load_scores(sub), scale="fraction")
         for col in MMEB_COLUMNS:
-            _check(notes, cat_file.name, model, col, _num(cat_rows[model][col]),
+            _check(notes, cat_file, model, col, pub.mmeb_categories[model].get(col),
                    agg.columns.get(col), f"leaderboard JSON ({sub.name})", tol)  # fmt: skip
 
     # 4. UVRB
-    ds_file = ref / "uvrb_datasets_published.csv"
-    ab_file = ref / "uvrb_abilities_published.csv"
-    ds_rows = {r["model"]: r for r in _read_csv(ds_file)} if ds_file.exists() else {}
-    ab_rows = {r["model"]: r for r in _read_csv(ab_file)} if ab_file.exists() else {}
-    uvrb_names = [s.name for s in tasks("uvrb")]
-    for model, row in ds_rows.items():
-        vals = {n: _num(row[n]) for n in uvrb_names}
+    ds_file, ab_file = pub.UVRB_DATASETS, pub.UVRB_ABILITIES
+    for model, vals in pub.uvrb_datasets.items():
         if any(v is None for v in vals.values()):
             continue
-        _check(notes, ds_file.name, model, "AVG16_as_printed", _num(row.get("AVG16_as_printed", "")),
-               sum(vals.values()) / len(vals), "the mean of its 16 datasets", tol)  # fmt: skip
-        if model in ab_rows:
-            pub = aggregate_uvrb(vals, scale="percent", definition="published")
-            flat = aggregate_uvrb(vals, scale="percent", definition="flat")
+        _check(notes, ds_file, model, "AVG16_as_printed", pub.uvrb_avg16.get(model),
+               sum(vals.values()) / len(vals), "the mean of its 16 datasets", tol)  # type: ignore[arg-type]  # fmt: skip
+        if model in pub.uvrb_abilities:
+            full = aggregate_uvrb(vals, scale="percent", definition="published")  # type: ignore[arg-type]
+            flat = aggregate_uvrb(vals, scale="percent", definition="flat")  # type: ignore[arg-type]
             for col in UVRB_TABLE_COLUMNS:
-                printed_v, alt = _num(ab_rows[model][col]), flat.columns[col]
-                basis = f"dataset table ({ds_file.name}), published (baselines') definition"
+                printed_v, alt = pub.uvrb_abilities[model][col], flat.columns[col]
+                basis = f"dataset table ({ds_file}), published (baselines') definition"
                 if printed_v is not None and alt is not None and abs(printed_v - alt) <= tol + 1e-9:
                     basis += f"; it matches the flat definition ({alt:.2f}) instead"
-                _check(notes, ab_file.name, model, col, printed_v, pub.columns[col], basis, tol)
-    for model, row in ab_rows.items():
-        six = [_num(row[c]) for c in UVRB_MAIN_COLUMNS]
+                _check(notes, ab_file, model, col, printed_v, full.columns[col], basis, tol)
+    for model, row in pub.uvrb_abilities.items():
+        six = [row[c] for c in UVRB_MAIN_COLUMNS]
         if all(v is not None for v in six):
-            _check(notes, ab_file.name, model, "AVG", _num(row["AVG"]), sum(six) / 6,
+            _check(notes, ab_file, model, "AVG", row["AVG"], sum(six) / 6,  # type: ignore[arg-type]
                    "the mean of its own six columns TXT, CMP, VIS, CG, FG, LC", tol)  # fmt: skip
     return notes
 
