@@ -248,7 +248,13 @@ def cmd_leaderboard(args) -> int:
     for suite, rows in summary["suites"].items():
         for label, r in rows.items():
             overall = "--" if r["overall"] is None else f"{r['overall']:.2f}"
-            state = "complete" if r["complete"] else f"INCOMPLETE ({len(r['missing'])} missing)"
+            state = (
+                "complete"
+                if r["complete"]
+                else f"INCOMPLETE ({len(r['missing'])} missing, {len(r['incomplete'])} incomplete)"
+            )
+            if r["partial"]:  # tasks scored with skipped items, and the averages over them
+                state += f", PARTIAL ({len(r['partial'])} task(s) with skipped items)"
             print(f"{suite}: {label}: overall {overall} ({state})")
     return 0
 

@@ -3,6 +3,7 @@ as users have them, and its agreement with what evaluation records."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -174,3 +175,21 @@ def test_evaluation_records_the_checks_verdict(tmp_path: Path) -> None:
     assert rec == res["main"] and rec["status"] == "incomplete" == st.status
     assert rec["missing_paths"] == st.missing and rec["download"] == st.download
     assert "hit@1" not in rec and rec["reason"] == st.reason
+
+
+def test_leaderboard_marks_what_the_check_found_incomplete(tmp_path: Path) -> None:
+    from ume.report.leaderboard import build_leaderboard
+
+    fx.write_beir(tmp_path, "ViDoRe_arxivqa")
+    shutil.rmtree(fx.beir_folder(tmp_path, "ViDoRe_arxivqa") / "corpus")  # half downloaded
+    spec = get_task("mmeb", "ViDoRe_arxivqa")
+    assert check_task(spec, tmp_path).status == "incomplete"
+    evaluate_task(
+        spec, tmp_path, tmp_path / "eval", ["main"], EvalContext(encoder=None, reasoners={})
+    )
+    summary = build_leaderboard({"r": tmp_path / "eval"}, ["mmeb"], tmp_path / "lb")
+    state = summary["suites"]["mmeb"]["r / main"]
+    assert state["incomplete"] == ["ViDoRe_arxivqa"] and state["overall"] is None
+    with open(tmp_path / "lb" / "mmeb_tasks.csv", newline="") as f:
+        rows = {r["task"]: r for r in csv.DictReader(f)}
+    assert rows["ViDoRe_arxivqa"]["r / main"] == "incomplete"

@@ -112,3 +112,49 @@ def test_baselines_of_both_benchmarks():
     assert round(uv["GVE-3B"].columns["AVG"], 1) == 57.1
     assert uv["GVE-7B"].source == "published per-task"  # in the dataset table only
     assert uv["GME-2B"].columns["AVG"] == pytest.approx(51.6, abs=0.05)  # printed: 41.6
+
+
+def test_ood_split_of_every_published_row():
+    rows = baseline_rows("mmeb")
+    assert {r.split for r in rows} == {"old", "fixed"} and all(r.split_evidence for r in rows)
+    split = {r.label: r.split for r in rows}
+    assert split["Embed-RL-2B"] == split["Embed-RL-4B"] == "fixed"
+    assert split["GME-7B"] == split["VLM2Vec-V2-2B"] == "old"
+    assert "68.3" in next(r.split_evidence for r in rows if r.label == "GME-7B")
+
+
+def test_honesty_marks(tmp_path, eval_dir):
+    # a partial task (items skipped) and a half-downloaded one in our rows
+    rec = eval_dir / "main" / "mmeb" / "ImageNet-1K.score.json"
+    rec.write_text(json.dumps(json.loads(rec.read_text()) | {"num_skipped": 3}))
+    write_json(eval_dir / "raw" / "mmeb" / "N24News.score.json",
+               {"status": "incomplete", "reason": "task N24News incomplete (half downloaded)"})  # fmt: skip
+    out = tmp_path / "lb"
+    summary = build_leaderboard({"r": eval_dir}, ["mmeb"], out)
+    main, raw = summary["suites"]["mmeb"]["r / main"], summary["suites"]["mmeb"]["r / raw"]
+    assert (
+        main["partial"] == {"ImageNet-1K": 3} and main["complete"] and main["ood_split"] == "fixed"
+    )
+    assert raw["incomplete"] == ["N24News"] and "OK-VQA" in raw["missing"] and not raw["complete"]
+
+    rows = {r["model"]: r for r in read_csv(out / "mmeb_categories.csv")}
+    assert rows["r / main"]["tasks"] == "78/78, 1 partial"
+    assert rows["r / main"]["partial"].split(", ") == ["All", "All w/o OOD", "I-CLS", "Image"]
+    assert "1 incomplete" in rows["r / raw"]["tasks"] and "missing" in rows["r / raw"]["tasks"]
+    assert rows["GME-7B"]["OOD split"] == "old" and rows["Embed-RL-2B"]["OOD split"] == "fixed"
+    assert rows["Embed-RL-4B"]["errata"] == "Image: printed 70.1"
+    assert float(rows["GME-7B"]["All w/o OOD"]) > 0 and rows["GME-2B"]["All w/o OOD"] == "54.7"
+    tasks_csv = {r["task"]: r for r in read_csv(out / "mmeb_tasks.csv")}
+    assert tasks_csv["N24News"]["r / raw"] == "incomplete"
+    assert tasks_csv["OK-VQA"]["r / raw"] == "missing"
+
+    md = (out / "leaderboard.md").read_text()
+    line = {ln.split(" | ")[0].strip("| "): ln for ln in md.splitlines() if ln.startswith("| ")}
+    assert "71.2 (printed 70.1)" in line["Embed-RL-4B"]
+    assert "(printed 44.4; old split)" in line["GME-7B"]  # OOD: an erratum and the split
+    # VisDoc: GME-7B's 78.5 is higher but on the old split; Embed-RL-4B's 74.7 is the best
+    assert "78.5 (printed 75.2; old split)" in line["GME-7B"] and "**74.7**" in line["Embed-RL-4B"]
+    assert "**68.1**" in line["Embed-RL-4B"]  # All
+    assert "78.0 (3 skipped)" in md and "PARTIAL" in md and "N24News" in md
+    cells = line["r / main"].split(" | ")
+    assert any(c.endswith("(partial)") for c in cells)

@@ -7,19 +7,38 @@ and writes into ``out_dir``:
 
 ``leaderboard.md`` / ``leaderboard.html``
     per suite a category table (baselines, then our rows: one per run and variant), a
-    per-task table, the missing tasks, and the notes on published tables;
+    per-task table, the rows' OOD splits, the missing / incomplete / partial tasks, and the
+    notes on published tables;
 ``<suite>_categories.csv`` / ``<suite>_tasks.csv``
-    the same tables as CSV (scores in percent; empty = not available);
+    the same tables as CSV (scores in percent; empty = not available), with the marks in
+    columns of their own;
 ``leaderboard.png``
     bar charts of the overall and per-category scores of our rows (and Embed-RL's);
 ``submissions/mmeb_<run>_<variant>.json``
     the MMEB leaderboard submission of every row that evaluated the MMEB suite.
 
-Baselines are recomputed from their published per-task numbers where the paper prints
-them; otherwise their printed category columns are shown and only their averages are
-recomputed. Printed averages that their own numbers contradict are listed as notes
-(:func:`ume.eval.aggregate.check_published_tables`), never copied silently. A row with a
-missing task shows ``--`` for every average that needs the task and says INCOMPLETE.
+Honesty rules, the same in every output:
+
+* Baselines are recomputed from their published per-task numbers where the paper prints
+  them; otherwise their printed category columns are shown and only their averages are
+  recomputed. A printed number its own numbers contradict is shown *in its cell* beside the
+  recomputed one (``71.2 (printed 70.1)``) and listed in the notes
+  (:func:`ume.eval.aggregate.check_published_tables`).
+* Every MMEB-V2 row says which split of the page-level OOD tasks it was measured on (old or
+  fixed; ``mmeb_v2_ood_split.csv`` for the published rows, with its evidence). A row on
+  another split than ours is *not comparable* on OOD, VisDoc and All: those cells are marked
+  ``(old split)`` and left out of the best-value marks; ``All w/o OOD`` stands beside
+  ``All`` for comparing them.
+* A task recorded ``missing`` or ``incomplete`` (half downloaded; the data check's verdict,
+  :mod:`ume.suites.check`) is in no average: every column that needs it shows ``--`` and
+  the row says INCOMPLETE. A task scored with skipped items is *partial*: its cell shows
+  the number skipped, and every average over it is marked ``(partial)``.
+* The best value of each column (category tables) and of each task (task tables) among
+  comparable, complete values is marked (bold).
+
+The HTML page is self-contained (inline CSS and a few lines of JavaScript, no CDN): this
+project's rows are highlighted, marks sit in the cells with their explanation as a tooltip,
+and clicking a column header sorts the table by it.
 """
 
 from __future__ import annotations
@@ -37,24 +56,38 @@ from typing import Any
 from ume.errors import DataError
 from ume.eval.aggregate import (
     MMEB_COLUMNS,
-    REFERENCE_DIR,
-    TASK_TABLE_MODEL_NAMES,
+    MMEB_NO_OOD,
+    OOD_SPLIT_COLUMNS,
     UVRB_TABLE_COLUMNS,
+    PublishedTables,
+    TableNote,
     aggregate_mmeb,
     aggregate_uvrb,
     build_submission,
     check_published_tables,
+    column_tasks,
+    read_published,
 )
 from ume.io import write_json, write_text
-from ume.suites.registry import MMEB_CATEGORIES, MMEB_MODALITY_COLUMNS, UVRB_MAIN_COLUMNS, tasks
+from ume.suites.registry import (
+    MMEB_CATEGORIES,
+    MMEB_MODALITY_COLUMNS,
+    OOD_SPLIT_TASKS,
+    UVRB_MAIN_COLUMNS,
+    get_task,
+    tasks,
+)
 
 log = logging.getLogger(__name__)
 
 SUITE_TITLES = {"mmeb": "MMEB-V2", "uvrb": "UVRB", "synth": "Synthetic suite"}
 _METRIC_KEY = re.compile(r"^[a-z_]+@\d+$")
+#: The split our MMEB-V2 rows are measured on unless their data say otherwise: the registry
+#: scores the page-level OOD tasks under their fixed names, from the "-fixed" repos.
+OUR_SPLIT = "fixed"
 
 
-# --------------------------------------------------------------------------- our results
+# --------------------------------------------------------------------------- rows
 @dataclass
 class Row:
     """One line of a table: a baseline or one (run, variant) of ours, for one suite."""
@@ -64,15 +97,31 @@ class Row:
     source: str  # "ours" | "published per-task" | "published categories"
     columns: dict[str, float | None]  # percent; None: not available / incomplete
     tasks: dict[str, float] = field(default_factory=dict)  # task -> main metric, percent
-    missing: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # tasks not in any average
     partial: dict[str, float | None] = field(default_factory=dict)
     run: str = ""
     variant: str = ""
     records: dict[str, dict[str, Any]] = field(default_factory=dict)  # task -> score json
+    skipped: dict[str, int] = field(default_factory=dict)  # task -> items skipped (partial)
+    status: dict[str, str] = field(default_factory=dict)  # task -> missing | incomplete
+    split: str = ""  # MMEB-V2: "old" | "fixed" (page-level OOD tasks); "" elsewhere
+    split_evidence: str = ""
+    errata: dict[str, list[float]] = field(default_factory=dict)  # column -> printed values
 
     @property
     def overall(self) -> float | None:
         return self.columns.get(overall_column(self.suite))
+
+    @property
+    def ours(self) -> bool:
+        return self.source == "ours"
+
+    def partial_columns(self) -> set[str]:
+        """Columns averaged over a task with skipped items."""
+        if not self.skipped:
+            return set()
+        members = _members(self.suite)
+        return {c for c, names in members.items() if set(names) & set(self.skipped)}
 
 
 def overall_column(suite: str) -> str:
@@ -106,6 +155,22 @@ def synth_columns(suite: str) -> list[str]:
     return [*cats, *groups, *(MMEB_MODALITY_COLUMNS.get(m, m) for m in mods), "All"]
 
 
+def _members(suite: str) -> dict[str, list[str]]:
+    """Task names behind each column of ``suite`` (what makes a column incomplete/partial)."""
+    if suite in ("mmeb", "uvrb"):
+        return {c: [s.name for s in specs] for c, specs in column_tasks(suite).items()}
+    members: dict[str, list[str]] = {c: [] for c in synth_columns(suite)}
+    for s in tasks(suite):
+        for col in (
+            s.category,
+            *s.groups,
+            MMEB_MODALITY_COLUMNS.get(s.modality, s.modality),
+            "All",
+        ):
+            members[col].append(s.name)
+    return members
+
+
 def aggregate_suite(suite: str, pct: Mapping[str, float]) -> tuple[dict, dict, list[str]]:
     """``(columns, partial, missing)`` of ``suite`` from ``{task: percent}``.
 
@@ -119,22 +184,22 @@ def aggregate_suite(suite: str, pct: Mapping[str, float]) -> tuple[dict, dict, l
     if suite == "uvrb":
         a = aggregate_uvrb(pct, scale="percent")
         return a.columns, a.partial, a.missing
-    specs = tasks(suite)
-    members: dict[str, list[str]] = {c: [] for c in synth_columns(suite)}
-    for s in specs:
-        for col in (
-            s.category,
-            *s.groups,
-            MMEB_MODALITY_COLUMNS.get(s.modality, s.modality),
-            "All",
-        ):
-            members[col].append(s.name)
     columns, partial = {}, {}
-    for col, names in members.items():
+    for col, names in _members(suite).items():
         have = [pct[n] for n in names if n in pct]
         partial[col] = sum(have) / len(have) if have else None
         columns[col] = partial[col] if len(have) == len(names) else None
-    return columns, partial, [s.name for s in specs if s.name not in pct]
+    return columns, partial, [s.name for s in tasks(suite) if s.name not in pct]
+
+
+def _our_split(records: Mapping[str, Mapping[str, Any]]) -> tuple[str, str]:
+    """Our row's OOD split: fixed, unless a page-level OOD task was read from a clone of
+    another repo (the loader records the clone's origin)."""
+    for name in OOD_SPLIT_TASKS:
+        origin = str(records.get(name, {}).get("origin") or "")
+        if origin and origin != get_task("mmeb", name).hf_repo:
+            return "old", f"ours: {name} was read from a clone of {origin}"
+    return OUR_SPLIT, "ours: the page-level OOD tasks are read from the -fixed repos"
 
 
 def our_rows(runs: Mapping[str, str | Path], suites: Sequence[str]) -> list[Row]:
@@ -159,12 +224,14 @@ def our_rows(runs: Mapping[str, str | Path], suites: Sequence[str]) -> list[Row]
                 if not folder.is_dir():
                     continue
                 recs = read_scores(folder)
-                pct = {
-                    t: 100.0 * float(r["main_score"])
+                ok = {
+                    t: r
                     for t, r in recs.items()
                     if r.get("status") == "ok" and r.get("main_score") is not None
                 }
+                pct = {t: 100.0 * float(r["main_score"]) for t, r in ok.items()}
                 cols, partial, missing = aggregate_suite(suite, pct)
+                split, evidence = _our_split(recs) if suite == "mmeb" else ("", "")
                 rows.append(
                     Row(
                         label=f"{run} / {variant}",
@@ -177,87 +244,113 @@ def our_rows(runs: Mapping[str, str | Path], suites: Sequence[str]) -> list[Row]
                         run=run,
                         variant=variant,
                         records=recs,
+                        skipped={
+                            t: int(r["num_skipped"])
+                            for t, r in ok.items()
+                            if int(r.get("num_skipped") or 0) > 0
+                        },
+                        status={
+                            t: str(recs.get(t, {}).get("status") or "missing") for t in missing
+                        },
+                        split=split,
+                        split_evidence=evidence,
                     )
                 )
     return rows
 
 
 # --------------------------------------------------------------------------- baselines
-def _num(cell: str | None) -> float | None:
-    if cell is None:
-        return None
-    cell = cell.strip().rstrip("*†‡").strip()
-    if not cell or cell in ("-", "–"):
-        return None
-    return float(cell)
+def _errata(notes: Sequence[TableNote], names: Sequence[str], tables: Sequence[str]) -> dict:
+    out: dict[str, list[float]] = {}
+    for n in notes:
+        if n.model in names and n.table in tables and n.printed not in out.get(n.column, []):
+            out.setdefault(n.column, []).append(n.printed)
+    return out
 
 
-def _csv(path: Path) -> list[dict[str, str]]:
-    if not path.is_file():
-        return []
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def baseline_rows(suite: str, reference_dir: str | Path | None = None) -> list[Row]:
-    """Published rows of ``suite`` (mmeb, uvrb), recomputed from per-task numbers if printed."""
-    from ume.suites.registry import find_task
-
-    ref = Path(reference_dir) if reference_dir is not None else REFERENCE_DIR
+def baseline_rows(
+    suite: str,
+    reference_dir: str | Path | None = None,
+    *,
+    published: PublishedTables | None = None,
+    notes: Sequence[TableNote] | None = None,
+) -> list[Row]:
+    """Published rows of ``suite`` (mmeb, uvrb), recomputed from per-task numbers if printed,
+    with their OOD split (MMEB-V2) and the printed numbers their own numbers contradict."""
+    pub = published if published is not None else read_published(reference_dir)
+    notes = list(notes) if notes is not None else check_published_tables(published=pub)
     rows: list[Row] = []
     if suite == "mmeb":
-        per_task: dict[str, dict[str, float]] = {}
-        for r in _csv(ref / "mmeb_v2_tasks_published.csv"):
-            spec = find_task("mmeb", r["Task"].strip())
-            if spec is None:
-                continue  # a summary row (averages), recomputed instead
-            for model, v in r.items():
-                if model != "Task" and _num(v) is not None:
-                    name = TASK_TABLE_MODEL_NAMES.get(model, model)
-                    per_task.setdefault(name, {})[spec.name] = _num(v)  # type: ignore[assignment]
         counts = {c: sum(1 for s in tasks("mmeb") if s.category == c) for c in MMEB_CATEGORIES}
-        for r in _csv(ref / "mmeb_v2_categories_published.csv"):
-            model = r["model"]
-            if model in per_task:
-                cols, _, missing = aggregate_suite("mmeb", per_task[model])
-                rows.append(Row(model, suite, "published per-task", cols, per_task[model], missing))
+        for model, printed in pub.mmeb_categories.items():
+            split = pub.ood_split.get(model)
+            kw = {
+                "split": split.split if split else "",
+                "split_evidence": split.evidence if split else "",
+            }
+            names = [model, pub.task_table_names.get(model, model)]
+            if pub.mmeb_tasks.get(model):
+                per_task = pub.mmeb_tasks[model]
+                cols, _, missing = aggregate_suite("mmeb", per_task)
+                err = _errata(notes, names, (pub.CATEGORIES, pub.TASKS))
+                rows.append(
+                    Row(
+                        model,
+                        suite,
+                        "published per-task",
+                        cols,
+                        per_task,
+                        missing,
+                        errata=err,
+                        **kw,
+                    )
+                )
                 continue
-            cols = {c: _num(r.get(c)) for c in MMEB_COLUMNS}
+            cols = {c: printed.get(c) for c in MMEB_COLUMNS}
             for mod_col, mod in (
                 ("Image", "image"),
                 ("Video", "video"),
                 ("VisDoc", "visdoc"),
                 ("All", None),
+                (MMEB_NO_OOD, "no-ood"),
             ):
-                cats = [c for c, m in MMEB_CATEGORIES.items() if mod is None or m == mod]
-                if all(cols[c] is not None for c in cats):
-                    cols[mod_col] = sum(cols[c] * counts[c] for c in cats) / sum(
+                cats = [
+                    c
+                    for c, m in MMEB_CATEGORIES.items()
+                    if mod is None or m == mod or (mod == "no-ood" and c != "OOD")
+                ]
+                if all(cols.get(c) is not None for c in cats):
+                    cols[mod_col] = sum(cols[c] * counts[c] for c in cats) / sum(  # type: ignore[operator]
                         counts[c] for c in cats
-                    )  # type: ignore[operator]
-            rows.append(Row(model, suite, "published categories", cols))
+                    )
+                else:
+                    cols[mod_col] = None
+            err = _errata(notes, names, (pub.CATEGORIES,))
+            rows.append(Row(model, suite, "published categories", cols, errata=err, **kw))
     elif suite == "uvrb":
-        names = [s.name for s in tasks("uvrb")]
-        ds = {r["model"]: r for r in _csv(ref / "uvrb_datasets_published.csv")}
-        abilities = _csv(ref / "uvrb_abilities_published.csv")
-        listed = {r["model"] for r in abilities}
-        for r in abilities + [{"model": m} for m in ds if m not in listed]:
-            model = r["model"]
-            vals = {n: _num(ds[model].get(n)) for n in names} if model in ds else {}
+        models = list(pub.uvrb_abilities) + [
+            m for m in pub.uvrb_datasets if m not in pub.uvrb_abilities
+        ]
+        for model in models:
+            vals = pub.uvrb_datasets.get(model, {})
+            err = _errata(notes, [model], (pub.UVRB_ABILITIES,))
             if vals and all(v is not None for v in vals.values()):
                 cols, _, missing = aggregate_suite("uvrb", vals)  # type: ignore[arg-type]
-                rows.append(Row(model, suite, "published per-task", cols, vals, missing))  # type: ignore[arg-type]
+                rows.append(
+                    Row(model, suite, "published per-task", cols, vals, missing, errata=err)
+                )  # type: ignore[arg-type]
                 continue
-            cols = {c: _num(r.get(c)) for c in UVRB_TABLE_COLUMNS}
+            cols = {c: pub.uvrb_abilities.get(model, {}).get(c) for c in UVRB_TABLE_COLUMNS}
             six = [cols[c] for c in UVRB_MAIN_COLUMNS]
             cols["AVG"] = sum(six) / 6 if all(v is not None for v in six) else None  # type: ignore[arg-type]
-            rows.append(Row(model, suite, "published categories", cols))
+            rows.append(Row(model, suite, "published categories", cols, errata=err))
     return rows
 
 
 # --------------------------------------------------------------------------- tables
 def suite_columns(suite: str) -> list[str]:
     if suite == "mmeb":
-        return list(MMEB_COLUMNS)
+        return [*MMEB_COLUMNS, MMEB_NO_OOD]
     if suite == "uvrb":
         return list(UVRB_TABLE_COLUMNS)
     return synth_columns(suite)
@@ -267,59 +360,276 @@ def _fmt(v: float | None, digits: int = 1) -> str:
     return "--" if v is None else f"{v:.{digits}f}"
 
 
-def category_table(suite: str, rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
+@dataclass
+class Cell:
+    """One cell: its text, the number it sorts by, and its marks (kind, text, explanation)."""
+
+    text: str
+    value: float | None = None
+    marks: list[tuple[str, str, str]] = field(default_factory=list)
+    best: bool = False
+    classes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    head: list[str]
+    rows: list[list[Cell]]
+    row_classes: list[str]
+    numeric_from: int  # first column holding scores
+
+
+def _comparable(row: Row, column: str, ref_split: str) -> bool:
+    return not (row.split and row.split != ref_split and column in OOD_SPLIT_COLUMNS)
+
+
+def _task_comparable(row: Row, task: str, ref_split: str) -> bool:
+    return not (row.split and row.split != ref_split and task in OOD_SPLIT_TASKS)
+
+
+def _mark_best(cells: list[Cell]) -> None:
+    """Mark the highest value among the cells eligible for it (classes: not 'nc'/'partial')."""
+    vals = [
+        c.value for c in cells if c.value is not None and not {"nc", "partial"} & set(c.classes)
+    ]
+    if not vals:
+        return
+    top = max(vals)
+    for c in cells:
+        if (
+            c.value is not None
+            and abs(c.value - top) < 1e-9
+            and not {"nc", "partial"} & set(c.classes)
+        ):
+            c.best = True
+
+
+def category_table(suite: str, rows: Sequence[Row], ref_split: str = OUR_SPLIT) -> Table:
     cols = suite_columns(suite)
-    head = ["model", "source", *cols, "tasks"]
+    with_split = suite == "mmeb"
+    head = ["model", "source", *(["OOD split"] if with_split else []), *cols, "tasks"]
     n = len(tasks(suite))
-    body = []
+    body, classes = [], []
     for r in rows:
-        have = n - len(r.missing) if (r.tasks or r.source == "ours") else None
-        status = "" if have is None else f"{have}/{n}" + (" INCOMPLETE" if have < n else "")
-        body.append([r.label, r.source, *(_fmt(r.columns.get(c)) for c in cols), status])
-    return head, body
+        partial_cols = r.partial_columns()
+        line = [Cell(r.label), Cell(r.source)]
+        if with_split:
+            line.append(
+                Cell(
+                    r.split or "?",
+                    marks=[("evidence", "", r.split_evidence)] if r.split_evidence else [],
+                )
+            )
+        for c in cols:
+            v = r.columns.get(c)
+            cell = Cell(_fmt(v), v)
+            for printed in r.errata.get(c, []):
+                cell.marks.append(
+                    (
+                        "erratum",
+                        f"printed {printed:.1f}",
+                        f"the paper prints {printed:.1f}; its own numbers give {_fmt(v, 2)}",
+                    )
+                )
+            if not _comparable(r, c, ref_split):
+                cell.classes.append("nc")
+                cell.marks.append(
+                    (
+                        "split",
+                        f"{r.split} split",
+                        f"measured on the {r.split} ViDoSeek-page / MMLongBench-page "
+                        f"split, not comparable with {ref_split}-split rows; compare "
+                        f"{MMEB_NO_OOD}",
+                    )
+                )
+            if c in partial_cols and v is not None:
+                cell.classes.append("partial")
+                cell.marks.append(
+                    ("partial", "partial", "averages a task scored with skipped items")
+                )
+            line.append(cell)
+        if r.tasks or r.ours:
+            have = n - len(r.missing)
+            state = f"{have}/{n}"
+            if r.missing:
+                kinds = [r.status.get(t, "missing") for t in r.missing]
+                parts = [f"{kinds.count(k)} {k}" for k in ("missing", "incomplete") if k in kinds]
+                state += f" INCOMPLETE ({', '.join(parts)})"
+            if r.skipped:
+                state += f", {len(r.skipped)} partial"
+            line.append(Cell(state))
+        else:
+            line.append(Cell(""))
+        body.append(line)
+        classes.append("ours" if r.ours else "published")
+    first = len(head) - len(cols) - 1
+    for j in range(first, first + len(cols)):
+        _mark_best([line[j] for line in body])
+    return Table(head, body, classes, first)
 
 
-def task_table(suite: str, rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
-    with_tasks = [r for r in rows if r.tasks or r.source == "ours"]
+def task_table(suite: str, rows: Sequence[Row], ref_split: str = OUR_SPLIT) -> Table:
+    with_tasks = [r for r in rows if r.tasks or r.ours]
     head = ["task", "category", "metric", *(r.label for r in with_tasks)]
     body = []
     for s in tasks(suite):
-        cells = []
+        line = [Cell(s.name), Cell(s.category), Cell(s.metric)]
         for r in with_tasks:
-            rec = r.records.get(s.name, {})
             if s.name in r.tasks:
-                cells.append(_fmt(r.tasks[s.name]))
-            elif rec.get("status") == "missing":
-                cells.append("missing")
+                v = r.tasks[s.name]
+                cell = Cell(_fmt(v), v)
+                if s.name in r.skipped:
+                    cell.classes.append("partial")
+                    k = r.skipped[s.name]
+                    cell.marks.append(
+                        ("partial", f"{k} skipped", f"partial: {k} item(s) skipped as malformed")
+                    )
+                if not _task_comparable(r, s.name, ref_split):
+                    cell.classes.append("nc")
+                    cell.marks.append(
+                        (
+                            "split",
+                            f"{r.split} split",
+                            f"measured on the {r.split} split of this task",
+                        )
+                    )
+            elif r.status.get(s.name) == "incomplete":
+                rec = r.records.get(s.name, {})
+                cell = Cell("incomplete", marks=[("incomplete", "", rec.get("reason", ""))])
+            elif r.ours or r.status.get(s.name) == "missing":
+                rec = r.records.get(s.name, {})
+                cell = Cell("missing", marks=[("missing", "", rec.get("reason", "not evaluated"))])
             else:
-                cells.append("--")
-        body.append([s.name, s.category, s.metric, *cells])
-    return head, body
+                cell = Cell("--")
+            line.append(cell)
+        _mark_best(line[3:])
+        body.append(line)
+    return Table(head, body, ["task"] * len(body), 3)
 
 
-def _md(head: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "/") for c in row) + " |" for row in body]
+# --------------------------------------------------------------------------- rendering
+def _md_cell(c: Cell) -> str:
+    text = c.text
+    extra = [m[1] for m in c.marks if m[1]]
+    if extra:
+        text += " (" + "; ".join(extra) + ")"
+    if c.best:
+        text = f"**{text}**"
+    return text.replace("|", "/")
+
+
+def _md(t: Table) -> str:
+    lines = ["| " + " | ".join(t.head) + " |", "|" + "|".join("---" for _ in t.head) + "|"]
+    lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
     return "\n".join(lines)
 
 
-def _html_table(head: list[str], body: list[list[str]]) -> str:
-    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    trs = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body
+def _html_cell(c: Cell, tag: str = "td") -> str:
+    cls = [*c.classes, *(["best"] if c.best else [])]
+    attrs = f' class="{" ".join(cls)}"' if cls else ""
+    if c.value is not None:
+        attrs += f' data-v="{c.value:.6f}"'
+    title = "; ".join(m[2] for m in c.marks if m[2] and not m[1])
+    if c.best:
+        title = "; ".join(x for x in (title, "best in this column among comparable rows") if x)
+    if title:
+        attrs += f' title="{html.escape(title)}"'
+    inner = html.escape(c.text)
+    for kind, text, why in c.marks:
+        if text:
+            inner += (
+                f' <span class="mark {kind}" title="{html.escape(why)}">{html.escape(text)}</span>'
+            )
+    return f"<{tag}{attrs}>{inner}</{tag}>"
+
+
+def _html_table(t: Table, table_id: str) -> str:
+    th = "".join(
+        f'<th data-col="{j}" class="{"num" if j >= t.numeric_from else "txt"}" '
+        f'title="click to sort">{html.escape(h)}</th>'
+        for j, h in enumerate(t.head)
     )
-    return f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>"
+    trs = "".join(
+        f'<tr class="{cls}">' + "".join(_html_cell(c) for c in row) + "</tr>"
+        for row, cls in zip(t.rows, t.row_classes, strict=True)
+    )
+    return (
+        f'<table id="{table_id}" class="sortable"><thead><tr>{th}</tr></thead>'
+        f"<tbody>{trs}</tbody></table>"
+    )
 
 
-def _write_csv(path: Path, head: list[str], body: list[list[str]]) -> None:
+def _write_csv(path: Path, t: Table, extra: dict[str, list[str]] | None = None) -> None:
     import io
 
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(head)
-    for row in body:
-        w.writerow(["" if c == "--" else c for c in row])
+    extra = extra or {}
+    w.writerow([*t.head, *extra])
+    for i, row in enumerate(t.rows):
+        cells = [c.text if c.value is None or c.text != "--" else "" for c in row]
+        cells = ["" if x == "--" else x for x in cells]
+        w.writerow([*cells, *(v[i] for v in extra.values())])
     write_text(path, buf.getvalue())
+
+
+_CSS = """
+body{font-family:sans-serif;margin:1em 2em}
+table{border-collapse:collapse;font-size:12px;margin:0.5em 0 1.5em}
+td,th{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}
+td:first-child,th.txt{text-align:left}
+th{background:#f0f0f0;cursor:pointer;user-select:none}
+th.sorted-desc::after{content:" \\25BC"} th.sorted-asc::after{content:" \\25B2"}
+tr.ours td{background:#fff4c2}
+tr.ours td:first-child{font-weight:bold;border-left:4px solid #e0a800}
+td.best{font-weight:bold;color:#0b6e2e}
+td.nc{color:#888}
+.mark{font-size:10px;padding:0 3px;border-radius:3px;margin-left:2px}
+.erratum{background:#fde2e1;color:#a4161a}
+.split{background:#e2e8f0;color:#333}
+.partial{background:#e0ecff;color:#1a3e8a}
+td.partial{font-style:italic}
+.legend{font-size:12px;color:#444}
+"""
+
+# Sort a table by a clicked header: numbers by their data-v (rows without one last), text
+# alphabetically; a second click reverses. No library, no network.
+_JS = """
+document.querySelectorAll('table.sortable th').forEach(function (th) {
+  th.addEventListener('click', function () {
+    var table = th.closest('table'), body = table.tBodies[0], col = +th.dataset.col;
+    var desc = !th.classList.contains('sorted-desc');
+    table.querySelectorAll('th').forEach(function (h) { h.classList.remove('sorted-desc', 'sorted-asc'); });
+    th.classList.add(desc ? 'sorted-desc' : 'sorted-asc');
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[col], y = b.cells[col];
+      var vx = x.dataset.v, vy = y.dataset.v;
+      if (th.classList.contains('num') || vx !== undefined || vy !== undefined) {
+        if (vx === undefined && vy === undefined) return 0;
+        if (vx === undefined) return 1;
+        if (vy === undefined) return -1;
+        return desc ? vy - vx : vx - vy;
+      }
+      var tx = x.textContent.toLowerCase(), ty = y.textContent.toLowerCase();
+      var c = tx < ty ? -1 : tx > ty ? 1 : 0;
+      return desc ? -c : c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+_LEGEND = (
+    "Scores in percent; averages recomputed from per-task numbers. <b>Bold</b>: best in the "
+    "column (tasks: in the row) among comparable, complete values. Highlighted rows: this "
+    'project. <span class="mark erratum">printed x</span>: the paper prints x, its own numbers '
+    'give the value shown. <span class="mark split">old split</span>: measured on the old '
+    "ViDoSeek-page / MMLongBench-page split, not comparable on OOD, VisDoc and All (compare "
+    f'{MMEB_NO_OOD}). <span class="mark partial">partial</span>: a task with skipped items, '
+    "or an average over one. <code>--</code>: not available, or a task missing or incomplete "
+    "(never averaged over fewer tasks). Click a header to sort."
+)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -402,6 +712,17 @@ def plot(path: Path, rows: Sequence[Row], suites: Sequence[str]) -> Path:
     return path
 
 
+def _state(r: Row) -> dict[str, Any]:
+    return {
+        "overall": r.overall,
+        "missing": [t for t in r.missing if r.status.get(t, "missing") == "missing"],
+        "incomplete": [t for t in r.missing if r.status.get(t) == "incomplete"],
+        "partial": dict(r.skipped),
+        "complete": not r.missing,
+        **({"ood_split": r.split} if r.split else {}),
+    }
+
+
 def build_leaderboard(
     runs: Mapping[str, str | Path],
     suites: Sequence[str],
@@ -413,63 +734,99 @@ def build_leaderboard(
     """Write every leaderboard output (module doc) into ``out_dir``; return a summary."""
     out_dir = Path(out_dir)
     ours = our_rows(runs, suites)
-    notes = [str(n) for n in check_published_tables(reference_dir)]
+    pub = read_published(reference_dir)
+    table_notes = check_published_tables(published=pub)
+    notes = [str(n) for n in table_notes]
     md = ["# Leaderboard", ""]
-    htm = ["<html><head><meta charset='utf-8'><title>ume leaderboard</title>",
-           "<style>table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;"
-           "padding:2px 6px;text-align:right}td:first-child{text-align:left}</style></head><body>",
-           "<h1>Leaderboard</h1>"]  # fmt: skip
+    htm = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>ume leaderboard</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>Leaderboard</h1>",
+        f'<p class="legend">{_LEGEND}</p>',
+    ]
     summary: dict[str, Any] = {"suites": {}, "notes": notes}
+    baselines: list[Row] = []
     for suite in suites:
         title = SUITE_TITLES.get(suite, suite)
-        rows = baseline_rows(suite, reference_dir) + [r for r in ours if r.suite == suite]
-        chead, cbody = category_table(suite, rows)
-        thead, tbody = task_table(suite, rows)
-        _write_csv(out_dir / f"{suite}_categories.csv", chead, cbody)
-        _write_csv(out_dir / f"{suite}_tasks.csv", thead, tbody)
-        mine = [r for r in rows if r.source == "ours"]
+        base = baseline_rows(suite, published=pub, notes=table_notes)
+        baselines += base
+        mine = [r for r in ours if r.suite == suite]
+        rows = base + mine
+        splits = {r.split for r in mine if r.split}
+        ref_split = splits.pop() if len(splits) == 1 else OUR_SPLIT
+        ctable, ttable = category_table(suite, rows, ref_split), task_table(suite, rows, ref_split)
+        extra = {
+            "errata": [
+                "; ".join(
+                    f"{c}: printed {', '.join(f'{v:.1f}' for v in vs)}"
+                    for c, vs in r.errata.items()
+                )
+                for r in rows
+            ],
+            "partial": [", ".join(sorted(r.partial_columns())) for r in rows],
+        }
+        _write_csv(out_dir / f"{suite}_categories.csv", ctable, extra)
+        _write_csv(out_dir / f"{suite}_tasks.csv", ttable)
         incomplete = [
-            f"{r.label}: {len(r.missing)} missing ({', '.join(r.missing)})"
+            f"{r.label}: "
+            + "; ".join(
+                f"{len(ts)} {kind} ({', '.join(ts)})"
+                for kind in ("missing", "incomplete")
+                if (ts := [t for t in r.missing if r.status.get(t, "missing") == kind])
+            )
             for r in mine
             if r.missing
         ]
-        md += [
-            f"## {title}",
-            "",
-            "Scores in percent, averages recomputed from per-task numbers.",
-            "",
-        ]
-        md += [_md(chead, cbody), ""]
-        if incomplete:
-            md += ["**INCOMPLETE** (averages needing a missing task show `--`):", ""]
-            md += [f"- {line}" for line in incomplete] + [""]
-        md += [f"### {title}: per task", "", _md(thead, tbody), ""]
-        htm += [f"<h2>{html.escape(title)}</h2>", _html_table(chead, cbody)]
-        if incomplete:
-            htm += (
-                ["<p><b>INCOMPLETE</b></p><ul>"]
-                + [f"<li>{html.escape(x)}</li>" for x in incomplete]
-                + ["</ul>"]
-            )
-        htm += [f"<h3>{html.escape(title)}: per task</h3>", _html_table(thead, tbody)]
-        summary["suites"][suite] = {
-            r.label: {"overall": r.overall, "missing": r.missing, "complete": not r.missing}
+        partial = [
+            f"{r.label}: " + ", ".join(f"{t} ({k} skipped)" for t, k in r.skipped.items())
             for r in mine
-        }
+            if r.skipped
+        ]
+        split_lines = [f"{r.label}: {r.split} ({r.split_evidence})" for r in rows if r.split]
+        md += [f"## {title}", "", _LEGEND_MD, "", _md(ctable), ""]
+        htm += [f"<h2>{html.escape(title)}</h2>", _html_table(ctable, f"{suite}-categories")]
+        for head, lines in (
+            (
+                "**INCOMPLETE** (averages needing a missing or incomplete task show `--`):",
+                incomplete,
+            ),
+            (
+                "**PARTIAL** (tasks scored with skipped items; averages over them marked partial):",
+                partial,
+            ),
+        ):
+            if lines:
+                md += [head, ""] + [f"- {x}" for x in lines] + [""]
+                htm += [f"<p>{html.escape(head.replace('**', ''))}</p><ul>"]
+                htm += [f"<li>{html.escape(x)}</li>" for x in lines] + ["</ul>"]
+        if split_lines:
+            md += ["OOD split of each row:", ""] + [f"- {x}" for x in split_lines] + [""]
+            htm += ["<details><summary>OOD split of each row</summary><ul>"]
+            htm += [f"<li>{html.escape(x)}</li>" for x in split_lines] + ["</ul></details>"]
+        md += [f"### {title}: per task", "", _md(ttable), ""]
+        htm += [f"<h3>{html.escape(title)}: per task</h3>", _html_table(ttable, f"{suite}-tasks")]
+        summary["suites"][suite] = {r.label: _state(r) for r in mine}
     md += ["## Notes on the published tables", ""]
     md += [f"- {n}" for n in notes] or ["- none"]
     md.append("")
     htm += ["<h2>Notes on the published tables</h2><ul>"]
-    htm += [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul></body></html>"]
+    htm += [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
+    htm += [f"<script>{_JS}</script></body></html>"]
     write_text(out_dir / "leaderboard.md", "\n".join(md))
     write_text(out_dir / "leaderboard.html", "\n".join(htm) + "\n")
-    plot(
-        out_dir / "leaderboard.png",
-        [r for s in suites for r in baseline_rows(s, reference_dir)] + ours,
-        suites,
-    )
+    plot(out_dir / "leaderboard.png", baselines + ours, suites)
     subs = write_submission_files(out_dir / "submissions", ours, cfg)
     (out_dir / "submissions").mkdir(parents=True, exist_ok=True)
     summary["submissions"] = [str(p) for p in subs]
     write_json(out_dir / "summary.json", summary)
     return summary
+
+
+_LEGEND_MD = (
+    "Scores in percent, averages recomputed from per-task numbers. **Bold**: best in the column "
+    "(tasks: in the row) among comparable, complete values. `(printed x)`: the paper prints x, "
+    "its own numbers give the value shown. `(old split)`: measured on the old ViDoSeek-page / "
+    f"MMLongBench-page split, not comparable on OOD, VisDoc and All (compare {MMEB_NO_OOD}). "
+    "`(partial)` / `(k skipped)`: a task with skipped items, or an average over one. `--`: not "
+    "available, or a task missing or incomplete (never averaged over fewer tasks)."
+)
