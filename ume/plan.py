@@ -285,6 +285,11 @@ def leaderboard_suites(cfg: Config) -> list[str]:
     return list(dict.fromkeys([*cfg.eval.suites, "mmeb", "uvrb"]))
 
 
+def leaderboard_tables(cfg: Config) -> list[tuple[str, str]]:
+    """The leaderboard's CSV tables as (suite, kind): per-category and per-task of each suite."""
+    return [(suite, kind) for suite in leaderboard_suites(cfg) for kind in ("categories", "tasks")]
+
+
 # --------------------------------------------------------------------------- checks, commands
 def check(cfg: Config) -> None:
     """Take every decision that a config can make impossible, so that a bad one stops the

@@ -324,7 +324,11 @@ def test_eval_runtime_per_suite(suite, tiny, real):
     ],
 )
 def test_leaderboard_suites(suites, board):
-    assert plan.leaderboard_suites(cfg(**{"eval.suites": suites})) == board
+    c = cfg(**{"eval.suites": suites})
+    assert plan.leaderboard_suites(c) == board
+    tables = plan.leaderboard_tables(c)
+    assert tables[:2] == [(board[0], "categories"), (board[0], "tasks")]
+    assert len(tables) == 2 * len(board)
 
 
 # --------------------------------------------------------------------------- commands, checks

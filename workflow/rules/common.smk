@@ -26,6 +26,19 @@ def size(real, tiny):
     return plan.sized(CFG, real, tiny)
 
 
+LEADERBOARD = f"{RUN_DIR}/leaderboard"
+
+
+def leaderboard_csv(suite, kind):
+    """A CSV table of the leaderboard (kind: categories | tasks), in the report by suite."""
+    return report(
+        f"{LEADERBOARD}/{suite}_{kind}.csv",
+        category="Leaderboard",
+        subcategory="CSV tables",
+        labels={"suite": suite, "table": kind},
+    )
+
+
 # Model records and folders (their layout is ume.plan's, which chooses among them).
 BASE_MODEL = f"{RUN_DIR}/{plan.BASE_MODEL}"  # {role} left to fill
 EMBEDDER_TRAINED = plan.embedder_model(CFG, "trained")

@@ -1,6 +1,8 @@
 # Leaderboards from the per-task score files: published baselines and this run (plus
 # eval.leaderboard_runs) side by side, variants as rows; shown in `snakemake --report`.
-LEADERBOARD = f"{RUN_DIR}/leaderboard"
+# Paths: LEADERBOARD and its CSV tables (leaderboard_csv) are in common.smk.
+from itertools import starmap
+
 # The evaluated suites, then the published benchmarks' tables (baselines) if not evaluated.
 LEADERBOARD_SUITES = plan.leaderboard_suites(CFG)
 
@@ -22,16 +24,7 @@ rule leaderboard:
             category="Leaderboard",
             labels={"figure": "scores by category"},
         ),
-        tables=[
-            report(
-                f"{LEADERBOARD}/{suite}_{kind}.csv",
-                category="Leaderboard",
-                subcategory="CSV tables",
-                labels={"suite": suite, "table": kind},
-            )
-            for suite in LEADERBOARD_SUITES
-            for kind in ("categories", "tasks")
-        ],
+        tables=list(starmap(leaderboard_csv, plan.leaderboard_tables(CFG))),
         summary=f"{LEADERBOARD}/summary.json",
         submissions=directory(f"{LEADERBOARD}/submissions"),
     params:
