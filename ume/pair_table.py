@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ume.errors import DataError
+from ume.io import atomic_path
 from ume.items import PAIR_COLUMNS, SIDE_MODALITIES, TASK_MODALITIES
 
 #: Parquet metadata key: the folder relative media paths are relative to, from the table's folder.
@@ -180,8 +181,6 @@ def write_pair_table(path: str | os.PathLike, df) -> Path:
     run folder (``path``'s folder's parent) stored relative to it; ``ume.media_base`` says so."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from ume.io import atomic_path
 
     path = Path(path)
     base = path.parent / DEFAULT_MEDIA_BASE
@@ -393,7 +392,11 @@ class _RowChecker:
     def tcot_problem_counts(self, good) -> dict[str, int]:
         if self.parser is None or not self.tcots:
             return {}
-        return {c: int(sum(bool(self.parser(t).problems) for t in good[c])) for c in self.tcots}
+        # keyed by side, as the annotate stage's own count ("qry", "pos")
+        return {
+            c.removesuffix("_tcot"): int(sum(bool(self.parser(t).problems) for t in good[c]))
+            for c in self.tcots
+        }
 
 
 def _media_problem(path: str, media: Media, base) -> str | None:

@@ -118,7 +118,7 @@ def test_tcot_columns_null_is_bad_imperfect_is_counted(tmp_path):
     table = check_pair_rows(
         df, "t", policy=RowPolicy("skip"), needs=("qry_tcot", "pos_tcot"), tcot_parser=parse_tcot
     )
-    assert len(table.df) == 2 and table.tcot_problems == {"qry_tcot": 1, "pos_tcot": 0}
+    assert len(table.df) == 2 and table.tcot_problems == {"qry": 1, "pos": 0}
     df = df.drop(columns=["pos_tcot"])
     with pytest.raises(DataError, match=r"missing columns \['pos_tcot'\]"):
         check_pair_rows(df, "t", policy=RowPolicy(), needs=("qry_tcot", "pos_tcot"))
