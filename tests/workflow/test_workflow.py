@@ -117,9 +117,10 @@ def test_full_run_writes_every_artifact_with_manifests(full_run):
         assert (r / "logs" / f"{log}.log").exists()
         assert (r / "timings" / f"{log}.tsv").exists()
     # each stage reads (and records) only the config sections it depends on
-    assert set(json.loads((r / "config/split.json").read_text())) == {"seed", "split"}
+    assert set(json.loads((r / "config/split.json").read_text())) == {"seed", "data", "split"}
     assert set(json.loads((r / "annotate/manifest.json").read_text())["config"]) == {
         "seed",
+        "data",
         "models",
         "annotate",
     }

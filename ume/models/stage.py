@@ -35,7 +35,7 @@ def build_base_models(cfg: Config, out_root: str | Path, roles: tuple[str, ...] 
             "role": role,
             "source": bcfg.source,
             "family": bcfg.family,
-            "path": str(Path(path).resolve()),
+            "path": record_path(path, out_root / role),
             "dtype": bcfg.dtype,
             "attn_implementation": bcfg.attn_implementation,
         }
@@ -47,12 +47,26 @@ def build_base_models(cfg: Config, out_root: str | Path, roles: tuple[str, ...] 
     manifest.write(out_root)
 
 
+def record_path(model_dir: str | Path, record_dir: str | Path) -> str:
+    """The ``path`` field of a ``backbone.json`` in ``record_dir`` for the model in ``model_dir``.
+
+    A model written inside the record's folder (tiny base models, trained stages) is stored
+    relative to it, so a results folder can be moved or shared; any other folder (a real
+    backbone named in the config) stays absolute.
+    """
+    model_dir, record_dir = Path(model_dir).resolve(), Path(record_dir).resolve()
+    if model_dir.is_relative_to(record_dir):
+        return model_dir.relative_to(record_dir).as_posix()
+    return str(model_dir)
+
+
 def read_backbone(path: str | Path) -> dict:
-    """Read a ``backbone.json`` written by :func:`build_base_models`."""
+    """Read a ``backbone.json`` (base models or a trained stage); ``path`` comes back absolute."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: not found; the models stage (rule base_models) writes it")
     rec = json.loads(path.read_text())
+    rec["path"] = str((path.parent / rec["path"]).resolve())  # relative: to the record's folder
     if not Path(rec["path"]).exists():
         raise DataError(f"{path}: model folder {rec['path']} is gone; rerun rule base_models")
     return rec

@@ -481,7 +481,7 @@ def train_embedder(
     from ume.inputs import check_mode
     from ume.launch.distributed import resolve_config
     from ume.models.embedder import Embedder
-    from ume.models.stage import read_backbone
+    from ume.models.stage import read_backbone, record_path
 
     t0 = time.time()
     tc = cfg.train_embedder
@@ -597,7 +597,7 @@ def train_embedder(
                 "stage": "train_embedder",
                 "source": "train_embedder",
                 "family": backbone.get("family"),
-                "path": str(model_dir.resolve()),
+                "path": record_path(model_dir, out),
                 "dtype": cfg.models.embedder.dtype,
                 "attn_implementation": cfg.models.embedder.attn_implementation,
                 "weights_sha256": checksum(model_dir),

@@ -26,6 +26,7 @@ from ume.config import BackboneConfig, Config, LoraConfig
 from ume.fingerprints import checksum, fingerprint_of, input_identity
 from ume.io import atomic_path, write_json, write_text
 from ume.items import Item
+from ume.models.stage import record_path
 from ume.pair_table import PairTable, RowPolicy, read_pair_table
 from ume.tcot.format import parse_tcot
 from ume.tcot.prompts import tcot_messages
@@ -124,7 +125,7 @@ def save_reasoner(
         "stage": role,
         "source": source,
         "family": getattr(model.config, "model_type", None),
-        "path": str((out_dir / "model").resolve()),
+        "path": record_path(out_dir / "model", out_dir),
         "dtype": bcfg.dtype,
         "attn_implementation": bcfg.attn_implementation,
         "weights_sha256": checksum(out_dir / "model"),
