@@ -18,11 +18,12 @@ A server client is a :class:`ChatModel`, as a local model is
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import mimetypes
 import os
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -33,6 +34,14 @@ from ume.progress import progress
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: The chat template an Embedder is served with: the stock Qwen-VL rendering of our messages,
+#: except that the final assistant turn (``<emb>``) is not closed, so that a server's
+#: last-token pooling lands on ``<emb>`` (the stock template renders ``<emb><|im_end|>\n``).
+EMBEDDER_CHAT_TEMPLATE = Path(__file__).parent / "models" / "templates" / "embedder.jinja"
+
+#: ``on_result(index, (text, tokens))``: called as each reply arrives, in arrival order.
+OnResult = Callable[[int, tuple[str, int]], None]
+
 
 class ChatModel(Protocol):
     """What writes text for a role: one ``(text, completion tokens)`` per chat, in order.
@@ -42,8 +51,37 @@ class ChatModel(Protocol):
     """
 
     def generate(
-        self, chats: Sequence[list[dict]], *, max_new_tokens: int
+        self,
+        chats: Sequence[list[dict]],
+        *,
+        max_new_tokens: int,
+        on_result: OnResult | None = None,
     ) -> list[tuple[str, int]]: ...
+
+
+@functools.cache
+def embedder_chat_template() -> str:
+    """The text of :data:`EMBEDDER_CHAT_TEMPLATE` (read once per process)."""
+    return EMBEDDER_CHAT_TEMPLATE.read_text(encoding="utf-8")
+
+
+def generate_each(
+    model: Any, chats: Sequence[list[dict]], *, max_new_tokens: int, on_result: OnResult
+) -> list[tuple[str, int]]:
+    """``model.generate`` with ``on_result`` called per reply as it arrives; a model whose
+    ``generate`` takes no ``on_result`` (a test fake, say) reports all replies at its end."""
+    import inspect
+
+    try:
+        takes = "on_result" in inspect.signature(model.generate).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        takes = False
+    if takes:
+        return model.generate(chats, max_new_tokens=max_new_tokens, on_result=on_result)
+    outs = model.generate(chats, max_new_tokens=max_new_tokens)
+    for i, out in enumerate(outs):
+        on_result(i, out)
+    return outs
 
 
 def image_data_url(image: Any) -> str:
@@ -175,23 +213,38 @@ class ServerClient:
         return text, int(getattr(usage, "completion_tokens", 0) or 0)
 
     def generate(
-        self, chats: Sequence[list[dict]], *, max_new_tokens: int
+        self,
+        chats: Sequence[list[dict]],
+        *,
+        max_new_tokens: int,
+        on_result: OnResult | None = None,
     ) -> list[tuple[str, int]]:
-        """:meth:`chat` over ``chats`` (``cfg.concurrency`` in flight), in order."""
+        """:meth:`chat` over ``chats`` (``cfg.concurrency`` in flight), in order;
+        ``on_result`` gets each reply as it arrives (a caller persists it at once)."""
         return self.map(
             lambda c: self.chat(c, max_tokens=max_new_tokens, temperature=self.temperature),
             chats,
             desc=f"{self.key} chat",
+            on_result=on_result,
         )
 
-    def embed(self, messages: list[dict]) -> list[float]:
+    def embed(self, messages: list[dict], *, chat_template: str | None = None) -> list[float]:
         """One embedding of an OpenAI chat (``/embeddings`` with ``messages``: vLLM's form for
-        multimodal embedding models; not part of OpenAI's own API, hence a plain POST)."""
+        multimodal embedding models; not part of OpenAI's own API, hence a plain POST).
+
+        The chat ends with the assistant turn ``<emb>``; it is rendered with ``chat_template``
+        (default: :func:`embedder_chat_template`, which leaves that turn open) so that the
+        server's last-token pooling is the hidden state at ``<emb>``, as in training. A vLLM
+        server takes a template in a request only when started with
+        ``--trust-request-chat-template`` (docs/reasoner.md has the command)."""
         body = {
             "model": self.cfg.model,
             "messages": messages,
             "encoding_format": "float",
             "add_generation_prompt": False,
+            "chat_template": chat_template
+            if chat_template is not None
+            else embedder_chat_template(),
         }
         reply = self._call(
             "/embeddings",
@@ -204,14 +257,51 @@ class ServerClient:
         except (KeyError, IndexError, TypeError, ValueError) as e:
             raise UmeError(f"{self.base}/embeddings: not an embeddings answer ({e!r})") from e
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], *, desc: str = "requests") -> list[R]:
-        """``fn`` over ``items`` with ``cfg.concurrency`` requests in flight, in order."""
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        desc: str = "requests",
+        on_result: Callable[[int, R], None] | None = None,
+    ) -> list[R]:
+        """``fn`` over ``items`` with ``cfg.concurrency`` requests in flight; results in
+        order. ``on_result(i, result)`` runs (in this thread) as each one arrives.
+
+        When a request fails for good, no new request is sent, the ones in flight are
+        awaited and reported to ``on_result`` (their work is not lost), then the first
+        error is raised."""
+        n_workers = max(1, self.cfg.concurrency)
+        out: list[Any] = [None] * len(items)
+        errors: list[BaseException] = []
+        todo = iter(enumerate(items))
+        pending: dict[Future, int] = {}
         with (
-            ThreadPoolExecutor(max_workers=max(1, self.cfg.concurrency)) as pool,
+            ThreadPoolExecutor(max_workers=n_workers) as pool,
             progress(len(items), desc, unit="request") as bar,
         ):
-            out = []
-            for r in pool.map(fn, items):
-                out.append(r)
-                bar.update(1)
-            return out
+
+            def fill() -> None:  # a bounded window: never one future per item of a large stage
+                while not errors and len(pending) < 2 * n_workers:
+                    nxt = next(todo, None)
+                    if nxt is None:
+                        return
+                    pending[pool.submit(fn, nxt[1])] = nxt[0]
+
+            fill()
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    i = pending.pop(fut)
+                    try:
+                        out[i] = fut.result()
+                    except Exception as e:  # re-raised below, after the requests in flight
+                        errors.append(e)
+                        continue
+                    if on_result is not None:
+                        on_result(i, out[i])
+                    bar.update(1)
+                fill()
+        if errors:
+            raise errors[0]
+        return out

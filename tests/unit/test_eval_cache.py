@@ -13,6 +13,7 @@ from tests.fixtures.eval_fakes import FakeEmbedder, FakeReasoner
 from ume.eval.encode import CachedEncoder, EmbeddingCache, embedding_key
 from ume.eval.reason import (
     CachedReasoner,
+    ChatReasoner,
     TCoTCache,
     cache_namespace,
     model_identity,
@@ -21,6 +22,7 @@ from ume.eval.reason import (
 from ume.eval.stats import CacheStats
 from ume.fingerprints import chat_fingerprint, content_key, folder_identity, item_fingerprint
 from ume.items import Item
+from ume.store import count_records
 from ume.tcot.prompts import tcot_messages
 
 pytestmark = pytest.mark.unit
@@ -132,7 +134,8 @@ def test_cached_reasoner_generates_each_prompt_once_across_instances(tmp_path):
     out = r.reason([*items, items[0]], ["query"] * 6, st)
     assert (st.requested, st.unique, st.computed, st.cached) == (6, 5, 5, 0)
     assert st.tokens_generated == 35 and out[0] == out[5]
-    assert len(list((tmp_path / ns).glob("part-*.jsonl"))) == 3  # flushed per 2 prompts
+    # a Reasoner that cannot report replies one by one is asked (and stored) per 2 prompts
+    assert fake.calls == 3 and count_records(tmp_path / ns) == 5
     # a new process (new cache object) finds all of them on disk
     fake2 = FakeReasoner()
     r2 = CachedReasoner(fake2, TCoTCache(tmp_path, ns))
@@ -145,31 +148,90 @@ def test_cached_reasoner_generates_each_prompt_once_across_instances(tmp_path):
     assert st3.computed == 2
 
 
-def test_tcot_cache_skips_bad_lines_and_ignores_unfinished_shards(tmp_path):
-    ns = tmp_path / "ns"
-    ns.mkdir()
-    (ns / "part-1.jsonl").write_text('{"key": "k1", "tcot": "t1", "tokens": 3}\nnot json\n')
-    (ns / ".part-2.jsonl.tmp-abc").write_text('{"key": "k2", "tcot": "t2", "tokens": 3}\n')
+class _DyingChat:
+    """A chat model that replies to ``survive`` chats (one by one), then fails for good."""
+
+    def __init__(self, survive: int) -> None:
+        self.survive = survive
+        self.asked: list[str] = []
+
+    def generate(self, chats, *, max_new_tokens, on_result=None):
+        out = []
+        for i, chat in enumerate(chats):
+            if len(self.asked) >= self.survive:
+                raise ConnectionError("server gone")
+            text = content_key("chat", chat_fingerprint(chat))[:12]
+            self.asked.append(text)
+            out.append((f"<answer>{text}</answer>", 3))
+            if on_result is not None:
+                on_result(i, out[-1])
+        return out
+
+
+def test_each_tcot_is_stored_as_it_arrives_and_a_rerun_asks_only_for_the_rest(tmp_path):
+    items = _items(6)
+    dying = _DyingChat(survive=4)
+    reasoner = ChatReasoner(dying, identity="server:m", params={"t": 0}, max_new_tokens=8)
+    ns = cache_namespace(reasoner.identity, reasoner.params)
+    with pytest.raises(ConnectionError):
+        CachedReasoner(reasoner, TCoTCache(tmp_path, ns)).reason(items, ["query"] * 6)
+    assert count_records(tmp_path / ns) == 4  # the 4 replies before the failure are kept
+    healthy = _DyingChat(survive=100)
+    reasoner2 = ChatReasoner(healthy, identity="server:m", params={"t": 0}, max_new_tokens=8)
+    st = CacheStats("reasoning")
+    out = CachedReasoner(reasoner2, TCoTCache(tmp_path, ns)).reason(items, ["query"] * 6, st)
+    assert (st.cached, st.computed) == (4, 2) and len(healthy.asked) == 2
+    assert not set(healthy.asked) & set(dying.asked)  # nothing finished is asked again
+    assert len(set(out)) == 6
+
+
+def test_tcot_cache_drops_a_cut_tail_and_keeps_the_rest(tmp_path, caplog):
     c = TCoTCache(tmp_path, "ns")
-    assert c.get("k1") == ("t1", 3) and "k2" not in c and len(c) == 1
+    c.put({"k1": ("t1", 1), "k2": ("t2", 2), "k3": ("t3", 3)})
+    c.close()
+    seg = next((tmp_path / "ns").rglob("seg-*.jsonl"))
+    data = seg.read_bytes()
+    seg.write_bytes(data[:-7])  # a crash cut the last record
+    with caplog.at_level("WARNING"):
+        c2 = TCoTCache(tmp_path, "ns")
+        assert c2.find(["k1", "k2", "k3"]) == {"k1", "k2", "k3"}  # the index lists all three
+        assert c2.get("k1") == ("t1", 1) and c2.get("k2") == ("t2", 2)
+        assert c2.get("k3") is None  # its record fails the checksum: dropped, not served
+    assert any("cut or damaged" in r.message for r in caplog.records)
+    (seg.with_suffix(".idx")).unlink()  # no index: the segment is scanned, same verdict
+    c3 = TCoTCache(tmp_path, "ns")
+    assert c3.find(["k1", "k2", "k3"]) == {"k1", "k2"} and c3.store.dropped == 1
 
 
 def test_concurrent_writers_never_share_a_file(tmp_path):
     a, b = TCoTCache(tmp_path, "ns"), TCoTCache(tmp_path, "ns")
-    pa = a.put({"k1": ("t1", 1)})
-    pb = b.put({"k2": ("t2", 2)})
-    assert pa != pb
+    a.put({"k1": ("t1", 1)})
+    b.put({"k2": ("t2", 2)})
+    segs = list((tmp_path / "ns").rglob("seg-*.jsonl"))
+    assert len(segs) == 2 and len(list((tmp_path / "ns").rglob("seg-*.idx"))) == 2
     c = TCoTCache(tmp_path, "ns")
-    assert len(list((tmp_path / "ns").glob("part-*.idx"))) == 2
-    assert "k1" in c and not c._mem  # only the index is read at start; texts on demand
-    assert c.get("k1") == ("t1", 1) and c.get("k2") == ("t2", 2)
-    (tmp_path / "ns" / pa.with_suffix(".idx").name).unlink()  # no index: the shard is read
-    assert TCoTCache(tmp_path, "ns").get("k1") == ("t1", 1)
+    assert "k1" in c and not c.store._values  # only the index is read; texts on demand
+    assert c.get_many(["k1", "k2"]) == [("t1", 1), ("t2", 2)]
+
+
+def test_a_task_reads_its_own_group_and_only_the_keys_it_asks_for(tmp_path):
+    for task in ("A", "B", "C"):
+        w = TCoTCache(tmp_path, "ns")
+        w.group = task
+        w.put({f"{task}{i}": (f"t{task}{i}", 1) for i in range(50)})
+        w.close()
+    c = TCoTCache(tmp_path, "ns")
+    c.group = "B"
+    assert c.find([f"B{i}" for i in range(50)]) == {f"B{i}" for i in range(50)}
+    assert c.store.segments_read == 1 and len(c) == 50  # the other tasks were not read
+    assert c.find(["A3", "Z"]) == {"A3"} and len(c) == 51  # a miss visits the others ...
+    assert c.store.segments_read == 4  # ... (and its own again) and keeps only those keys
 
 
 def test_memory_only_cache_writes_nothing(tmp_path):
     c = TCoTCache(None, "ns")
-    assert c.put({"k": ("t", 1)}) is None and c.get("k") == ("t", 1)
+    c.put({"k": ("t", 1)})
+    assert c.get("k") == ("t", 1) and not any(tmp_path.iterdir())
 
 
 # --------------------------------------------------------------------------- embedding cache
@@ -210,8 +272,34 @@ def test_raw_mode_encodes_once_whatever_the_tcots():
 def test_embedding_shard_without_keys_file_is_ignored(tmp_path):
     c = EmbeddingCache(tmp_path, "ns")
     c.put(["k1", "k2"], np.eye(2, dtype=np.float32))
-    np.save(tmp_path / "ns" / "part-zzz.npy", np.ones((1, 2), np.float32))  # no .keys: unfinished
+    shard_dir = next((tmp_path / "ns").rglob("part-*.npy")).parent
+    np.save(shard_dir / "part-zzz.npy", np.ones((1, 2), np.float32))  # no .keys: unfinished
     c2 = EmbeddingCache(tmp_path, "ns")
-    assert len(c2) == 2 and np.allclose(c2.get_many(["k2", "k1"]), [[0, 1], [1, 0]])
+    assert c2.find(["k1", "k2"]) == {"k1", "k2"}
+    assert np.allclose(c2.get_many(["k2", "k1"]), [[0, 1], [1, 0]])
     with pytest.raises(ValueError, match="keys for vectors"):
         c2.put(["a"], np.ones((2, 2), np.float32))
+
+
+def test_a_cut_embedding_shard_keeps_its_whole_rows(tmp_path, caplog):
+    c = EmbeddingCache(tmp_path, "ns")
+    vecs = np.arange(12, dtype=np.float32).reshape(4, 3)
+    c.put(["k0", "k1", "k2", "k3"], vecs)
+    npy = next((tmp_path / "ns").rglob("part-*.npy"))
+    npy.write_bytes(npy.read_bytes()[:-5])  # the last row is cut
+    with caplog.at_level("WARNING"):
+        c2 = EmbeddingCache(tmp_path, "ns")
+        assert c2.find(["k0", "k1", "k2", "k3"]) == {"k0", "k1", "k2"}
+    assert np.allclose(c2.get_many(["k2", "k0"]), vecs[[2, 0]])
+    assert any("cut short" in r.message for r in caplog.records)
+
+
+def test_embedding_lookups_start_in_the_task_group(tmp_path):
+    for task in ("A", "B"):
+        w = EmbeddingCache(tmp_path, "ns")
+        w.group = task
+        w.put([f"{task}{i}" for i in range(3)], np.eye(3, dtype=np.float32))
+    c = EmbeddingCache(tmp_path, "ns")
+    c.group = "A"
+    assert c.find(["A0", "A2"]) == {"A0", "A2"} and c.keys_files_read == 1
+    assert c.find(["B1"]) == {"B1"} and c.keys_files_read == 3 and len(c) == 3

@@ -10,26 +10,34 @@ An annotator does two things for the data-construction stage:
 
 The HF and server backends are one :class:`ChatAnnotator` over a chat model (local or
 server) with the prompts of :mod:`ume.tcot.prompts`, so all three share one prompt module and
-one output format.
+one output format. Their replies are appended, as they arrive, to a content-keyed store in
+the evaluation cache folder (``<eval.cache_dir>/annotate/``): a stage that fails keeps them,
+and its rerun asks only for the missing ones.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import random
 import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ume.clients import ChatModel, ServerClient
+from ume.clients import ChatModel, ServerClient, generate_each
 from ume.config import OracleConfig, ServerConfig
 from ume.errors import ConfigError
+from ume.fingerprints import chat_fingerprint, content_key, input_identity
 from ume.items import Item
+from ume.store import ResultStore
 from ume.suites.synth.scenes import COLORS, SHAPES
 from ume.tcot import prompts
 from ume.tcot.format import EVIDENCE_KEY, render_tcot
+
+log = logging.getLogger(__name__)
 
 
 class Annotator(Protocol):
@@ -220,27 +228,91 @@ def _random_box(rng: random.Random) -> list[int]:
 class ChatAnnotator:
     """An MLLM writing T-CoTs and verdicts with the shared prompts: a local model
     (:class:`~ume.models.chat.LocalChatModel`, backend ``hf``) or a chat server
-    (:class:`~ume.clients.ServerClient`, backend ``server``)."""
+    (:class:`~ume.clients.ServerClient`, backend ``server``).
 
-    def __init__(self, model: ChatModel, *, name: str, max_new_tokens: int) -> None:
+    With a ``store`` (a :class:`~ume.store.ResultStore`) and the model's ``identity``, each
+    reply is appended to the store as it arrives, keyed by the identity, the generation
+    parameters and the chat's content: a stage that dies (a server gone after its retries,
+    a killed job) keeps every reply it had, and its rerun asks only for the missing ones.
+    """
+
+    def __init__(
+        self,
+        model: ChatModel,
+        *,
+        name: str,
+        max_new_tokens: int,
+        identity: str | None = None,
+        store: ResultStore | None = None,
+    ) -> None:
         self.model = model
         self.name = name
         self.max_new_tokens = max_new_tokens
+        self.identity = identity
+        self.store = store if identity is not None else None
+        self.counts = {"requested": 0, "stored_before": 0, "generated": 0}
 
-    def _texts(self, chats: list[list[dict]], max_new_tokens: int) -> list[str]:
-        return [t for t, _ in self.model.generate(chats, max_new_tokens=max_new_tokens)]
+    def _params(self, max_new_tokens: int) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "temperature": getattr(self.model, "temperature", None),
+        }
+        if params["temperature"]:
+            params["seed"] = getattr(self.model, "seed", None)
+        return params
+
+    def _texts(self, chats: list[list[dict]], max_new_tokens: int, group: str) -> list[str]:
+        if self.store is None:
+            return [t for t, _ in self.model.generate(chats, max_new_tokens=max_new_tokens)]
+        self.store.group = group
+        params = self._params(max_new_tokens)
+        keys = [
+            content_key("annotate-chat", self.identity, params, chat_fingerprint(c)) for c in chats
+        ]
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        present = self.store.find(list(first))
+        todo = [k for k in first if k not in present]
+        self.counts["requested"] += len(first)
+        self.counts["stored_before"] += len(present)
+        if present:
+            log.info("%s: %d of %d replies found in %s", group, len(present), len(first),
+                     self.store.root)  # fmt: skip
+
+        def keep(i: int, out: tuple[str, int]) -> None:
+            self.store.put(todo[i], [out[0], int(out[1])])  # type: ignore[union-attr]
+            self.counts["generated"] += 1
+
+        if todo:
+            generate_each(
+                self.model,
+                [chats[first[k]] for k in todo],
+                max_new_tokens=max_new_tokens,
+                on_result=keep,
+            )
+        self.store.close()
+        return [str(v[0]) for v in self.store.get_many(keys)]
 
     def tcot(self, items: Sequence[Item], roles: Sequence[str]) -> list[str]:
         chats = [prompts.tcot_messages(it, r) for it, r in zip(items, roles, strict=True)]
-        return self._texts(chats, self.max_new_tokens)
+        return self._texts(chats, self.max_new_tokens, "tcot")
 
     def judge(self, pairs: Sequence[tuple[str, str]]) -> list[bool | None]:
         chats = [prompts.relevance_messages(q, p) for q, p in pairs]
-        return [prompts.parse_yes_no(t) for t in self._texts(chats, JUDGE_MAX_TOKENS)]
+        return [prompts.parse_yes_no(t) for t in self._texts(chats, JUDGE_MAX_TOKENS, "judge")]
 
 
 #: tokens of a relevance verdict ("Yes" / "No")
 JUDGE_MAX_TOKENS = 8
+
+
+def annotation_store(cache_dir: str | os.PathLike | None, identity: str) -> ResultStore | None:
+    """Where an annotator's replies are kept: ``<cache_dir>/annotate/<hash of identity>/``
+    (shared by runs, as the evaluation caches; keyed by content, so never stale)."""
+    if cache_dir is None:
+        return None
+    return ResultStore(Path(cache_dir) / "annotate" / content_key("annotate-ns", identity)[:16])
 
 
 def local_annotator(
@@ -252,8 +324,10 @@ def local_annotator(
     dtype: str = "float32",
     attn: str = "sdpa",
     seed: int = 0,
+    cache_dir: str | os.PathLike | None = None,
 ) -> ChatAnnotator:
-    """The annotator MLLM (``models.annotator``) in this process."""
+    """The annotator MLLM (``models.annotator``) in this process; with ``cache_dir``, its
+    replies are kept as they come (:func:`annotation_store`)."""
     from ume.models.chat import LocalChatModel
 
     model = LocalChatModel(
@@ -265,13 +339,32 @@ def local_annotator(
         temperature=temperature,
         seed=seed,
     )
-    return ChatAnnotator(model, name="hf", max_new_tokens=max_new_tokens)
+    # the model's record (backbone.json: its weights' checksum), and what changes its outputs
+    identity = f"hf:{input_identity(model_dir)}:{model.dtype}:{model.attn_implementation}"
+    return ChatAnnotator(
+        model,
+        name="hf",
+        max_new_tokens=max_new_tokens,
+        identity=identity,
+        store=annotation_store(cache_dir, identity),
+    )
 
 
-def server_annotator(cfg: ServerConfig, temperature: float = 0.0) -> ChatAnnotator:
-    """An OpenAI-compatible chat-completions server (vLLM, say) reached by URL."""
+def server_annotator(
+    cfg: ServerConfig, temperature: float = 0.0, *, cache_dir: str | os.PathLike | None = None
+) -> ChatAnnotator:
+    """An OpenAI-compatible chat-completions server (vLLM, say) reached by URL; with
+    ``cache_dir``, its replies are kept as they arrive (:func:`annotation_store`). The served
+    model's name is its identity: serve other weights under another name."""
     client = ServerClient(cfg, "annotate.server", temperature=temperature)
-    return ChatAnnotator(client, name="server", max_new_tokens=cfg.max_tokens)
+    identity = f"server:{cfg.model}"
+    return ChatAnnotator(
+        client,
+        name="server",
+        max_new_tokens=cfg.max_tokens,
+        identity=identity,
+        store=annotation_store(cache_dir, identity),
+    )
 
 
 def make_annotator(cfg, backend: str, model_dir: str | Path | None = None) -> Annotator:
@@ -291,7 +384,8 @@ def make_annotator(cfg, backend: str, model_dir: str | Path | None = None) -> An
             dtype=m.dtype,
             attn=m.attn_implementation,
             seed=cfg.seed,
+            cache_dir=cfg.eval_cache_dir,
         )
     if backend == "server":
-        return server_annotator(cfg.annotate.server)
+        return server_annotator(cfg.annotate.server, cache_dir=cfg.eval_cache_dir)
     raise ConfigError(f"annotate.backend: {backend!r} is not one of 'oracle', 'hf', 'server'")

@@ -4,9 +4,10 @@ The key (:func:`embedding_key`) hashes the item's content (image and frame *byte
 paths), the T-CoT (none in ``raw`` mode, which ignores it), the input mode, the Embedder's
 identity (checksum of its folder) and the source of the input builder and the Embedder
 (an edit to either never serves stale vectors). The cache is
-``<cache_dir>/emb/<namespace>/part-*.npy`` with a ``part-*.keys`` file beside each (written
-last: a shard without its keys file is unfinished and ignored). Shards are memory-mapped,
-so a large cache costs only the rows a task uses.
+``<cache_dir>/emb/<namespace>/<group>/part-*.npy`` with a ``part-*.keys`` file beside each
+(written last: a shard without its keys file is unfinished and ignored), one group per task.
+Shards are memory-mapped and looked up by the keys a task asks for, its own group first, so
+a task costs what it uses, not what the cache holds.
 
 >>> enc = CachedEncoder(embedder, identity, EmbeddingCache(root, ns))  # doctest: +SKIP
 >>> q = enc.encode(items, tcots, mode="full")  # [N, D] float32, unit norm  # doctest: +SKIP
@@ -32,6 +33,7 @@ from ume.eval.stats import CacheStats
 from ume.fingerprints import code_identity, content_key, item_fingerprint
 from ume.io import atomic_path, write_text
 from ume.items import Item
+from ume.store import group_folder
 
 log = logging.getLogger(__name__)
 
@@ -62,28 +64,78 @@ def embedder_namespace(identity: str) -> str:
 
 # --------------------------------------------------------------------------- cache
 class EmbeddingCache:
-    """Vectors by key in npy shards (memory-mapped); memory only when ``root`` is None."""
+    """Vectors by key in npy shards (memory-mapped); memory only when ``root`` is None.
+
+    Layout: ``<root>/<namespace>/<group>/part-*.npy`` + ``part-*.keys`` (the keys in row
+    order, written last: a shard without them is unfinished and ignored). A lookup
+    (:meth:`find`) reads the keys files of its own ``group`` (a task) first and the other
+    groups' only for keys still missing, keeping only the keys it was asked for: a task's
+    memory does not grow with the other tasks of the cache, and a rerun that finds its keys
+    in its own group reads nothing else. A shard cut short (a copy interrupted, a disk that
+    filled) keeps the rows it holds; the keys past its end are dropped with a warning.
+    """
 
     def __init__(self, root: str | os.PathLike | None, namespace: str) -> None:
         self.dir = Path(root) / namespace if root is not None else None
+        self._group = ""
         self._where: dict[str, tuple[int, int]] = {}  # key -> (shard, row)
         self._shards: list[np.ndarray] = []
-        if self.dir is not None and self.dir.is_dir():
-            for keys_file in sorted(self.dir.glob("part-*.keys")):
-                self._read(keys_file)
+        self.keys_files_read = 0
 
-    def _read(self, keys_file: Path) -> None:
-        npy = keys_file.with_suffix(".npy")
-        keys = keys_file.read_text(encoding="utf-8").split()
-        try:
-            arr = np.load(npy, mmap_mode="r")
-        except (OSError, ValueError) as e:
-            log.warning("%s: unreadable embedding shard (%s); ignored", npy, e)
-            return
-        if arr.ndim != 2 or arr.shape[0] != len(keys):
-            log.warning("%s: %s rows for %d keys; ignored", npy, arr.shape, len(keys))
-            return
-        self._add_shard(keys, arr)
+    @property
+    def group(self) -> str:
+        return self._group
+
+    @group.setter
+    def group(self, group: str) -> None:
+        """Look first in (and write to) ``group``; what was found for the last one is let go."""
+        if group != self._group:
+            self._group = group
+            self._where.clear()
+            self._shards.clear()
+
+    def _own(self) -> Path | None:
+        return None if self.dir is None else self.dir / group_folder(self._group)
+
+    def _keys_files(self) -> list[Path]:
+        """This group's keys files, then every other group's (and the layout without groups)."""
+        if self.dir is None or not self.dir.is_dir():
+            return []
+        own = self._own()
+        mine = sorted(own.glob("part-*.keys")) if own is not None and own.is_dir() else []
+        others = sorted(self.dir.glob("part-*.keys")) + sorted(
+            p for d in self.dir.iterdir() if d.is_dir() and d != own for p in d.glob("part-*.keys")
+        )
+        return mine + others
+
+    def find(self, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` the cache holds; their rows are located, not read."""
+        want = {k for k in keys if k not in self._where}
+        for keys_file in self._keys_files() if want else ():
+            names = keys_file.read_text(encoding="utf-8").split()
+            self.keys_files_read += 1
+            hits = [(r, k) for r, k in enumerate(names) if k in want]
+            if not hits:
+                continue
+            arr = _open_shard(keys_file.with_suffix(".npy"), len(names))
+            if arr is None:
+                continue
+            s = len(self._shards)
+            self._shards.append(arr)
+            for r, k in hits:
+                if r < arr.shape[0]:
+                    self._where[k] = (s, r)
+                    want.discard(k)
+            if not want:
+                break
+        return {k for k in keys if k in self._where}
+
+    def __contains__(self, key: str) -> bool:
+        return bool(self.find([key]))
+
+    def __len__(self) -> int:
+        """Keys located or written by this process (not the cache's total)."""
+        return len(self._where)
 
     def _add_shard(self, keys: list[str], arr: np.ndarray) -> None:
         s = len(self._shards)
@@ -91,16 +143,11 @@ class EmbeddingCache:
         for r, k in enumerate(keys):
             self._where[k] = (s, r)
 
-    def __contains__(self, key: str) -> bool:
-        return key in self._where
-
-    def __len__(self) -> int:
-        return len(self._where)
-
     def get_many(self, keys: Sequence[str]) -> np.ndarray:
         """Rows of ``keys`` (all must be present) as one float32 array [len(keys), D]."""
         if not keys:
             return np.zeros((0, 0), np.float32)
+        self.find(keys)
         where = [self._where[k] for k in keys]
         out = np.empty((len(keys), self._shards[where[0][0]].shape[1]), np.float32)
         by_shard: dict[int, tuple[list[int], list[int]]] = {}
@@ -119,12 +166,42 @@ class EmbeddingCache:
         if not keys:
             return
         self._add_shard(list(keys), vectors)
-        if self.dir is None:
+        own = self._own()
+        if own is None:
             return
         stem = f"part-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        with atomic_path(self.dir / f"{stem}.npy") as tmp, open(tmp, "wb") as fh:
+        with atomic_path(own / f"{stem}.npy") as tmp, open(tmp, "wb") as fh:
             np.save(fh, vectors)
-        write_text(self.dir / f"{stem}.keys", "\n".join(keys) + "\n")  # last: marks it complete
+        write_text(own / f"{stem}.keys", "\n".join(keys) + "\n")  # last: marks it complete
+
+
+def _open_shard(npy: Path, n_keys: int) -> np.ndarray | None:
+    """The shard's rows, memory-mapped; a file cut short gives the whole rows it holds."""
+    try:
+        with open(npy, "rb") as fh:
+            fmt = np.lib.format
+            version = fmt.read_magic(fh)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+            offset = fh.tell()
+        size = npy.stat().st_size
+    except (OSError, ValueError) as e:
+        log.warning("%s: unreadable embedding shard (%s); ignored", npy, e)
+        return None
+    if len(shape) != 2 or fortran or shape[0] != n_keys:
+        log.warning("%s: %s rows for %d keys; ignored", npy, shape, n_keys)
+        return None
+    row_bytes = shape[1] * dtype.itemsize
+    rows = min(shape[0], (size - offset) // row_bytes if row_bytes else shape[0])
+    if rows < shape[0]:
+        log.warning(
+            "%s: cut short (%d of %d rows; a crash or a full disk?); the rows it holds are "
+            "kept, the other %d keys dropped",
+            npy, rows, shape[0], shape[0] - rows,
+        )  # fmt: skip
+    if rows == 0:
+        return np.zeros((0, shape[1]), dtype)
+    return np.memmap(npy, dtype=dtype, mode="r", offset=offset, shape=(rows, shape[1]))
 
 
 # --------------------------------------------------------------------------- the cached step
@@ -147,6 +224,15 @@ class CachedEncoder:
         self.batch_size = batch_size
         self.calls: Counter[str] = Counter()  # key -> times passed to the Embedder
 
+    @property
+    def group(self) -> str:
+        return self.cache.group
+
+    @group.setter
+    def group(self, group: str) -> None:
+        """What the next calls are about (a task): looked up first, written to."""
+        self.cache.group = group
+
     def encode(
         self,
         items: Sequence[Item],
@@ -167,7 +253,8 @@ class CachedEncoder:
         first: dict[str, int] = {}
         for i, k in enumerate(keys):
             first.setdefault(k, i)
-        todo = [k for k in first if k not in self.cache]
+        present = self.cache.find(list(first))
+        todo = [k for k in first if k not in present]
         st = CacheStats("encoding", requested=len(keys), unique=len(first))
         st.cached = st.unique - len(todo)
         for start in range(0, len(todo), self.flush_every):  # a flush per chunk: resumable

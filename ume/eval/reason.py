@@ -26,17 +26,17 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ume.clients import ChatModel
+from ume.clients import ChatModel, OnResult, generate_each
 from ume.errors import ConfigError
 from ume.eval.stats import CacheStats
 from ume.fingerprints import bytes_sha256, chat_fingerprint, content_key, folder_identity
-from ume.io import atomic_path, write_json, write_text
+from ume.io import write_json
 from ume.items import Item
+from ume.store import ResultStore
 
 log = logging.getLogger(__name__)
 
@@ -46,105 +46,94 @@ class Reasoner(Protocol):
     identity: str  # what the weights are: "hf:<folder checksum>" | "server:<model>"
     params: dict[str, Any]  # generation parameters that change the output
 
-    def generate(self, chats: list[list[dict]]) -> list[tuple[str, int]]:
-        """One ``(text, completion tokens)`` per chat, in order."""
+    def generate(
+        self, chats: list[list[dict]], *, on_result: OnResult | None = None
+    ) -> list[tuple[str, int]]:
+        """One ``(text, completion tokens)`` per chat, in order; ``on_result(i, reply)`` as
+        each arrives (a Reasoner that cannot tell calls it for all replies at the end)."""
         ...
 
 
 # --------------------------------------------------------------------------- cache
 class TCoTCache:
-    """Content-keyed T-CoTs on disk: ``<root>/<namespace>/part-*.jsonl`` (or memory only).
+    """Content-keyed T-CoTs on disk, ``<root>/<namespace>/<group>/seg-*.jsonl`` (or memory
+    only): an append-only :class:`~ume.store.ResultStore` of ``[tcot, tokens]`` per key.
 
-    Each shard line is ``{"key", "tcot", "tokens"}``; beside each shard an index
-    ``part-*.idx`` (``key offset length tokens`` per line, written last) lets a process read
-    only the keys at start and fetch a T-CoT's text when it is asked for: a task never reads
-    the T-CoTs of every other task (8B Reasoners write kilobytes per item). A shard without
-    its index (written by an interrupted process, or by hand) is read whole.
-    :meth:`put` writes one new shard and its index, each atomically.
+    Each T-CoT is appended as it arrives (a job that dies keeps every T-CoT it had), records
+    carry a checksum (a tail cut by a crash is dropped with a warning, the rest kept), and a
+    lookup reads only the keys it asks for: its ``group`` (the task) first, the other groups
+    only for what is still missing -- a task never loads the keys of every other task, and
+    values are read once per segment, not once per item.
     """
 
     def __init__(self, root: str | os.PathLike | None, namespace: str) -> None:
         self.dir = Path(root) / namespace if root is not None else None
-        self._mem: dict[str, tuple[str, int]] = {}
-        self._where: dict[str, tuple[Path, int, int, int]] = {}  # key -> shard, offset, len, tokens
-        self.shards_read = 0
-        if self.dir is not None and self.dir.is_dir():
-            for shard in sorted(self.dir.glob("part-*.jsonl")):
-                self._read(shard)
+        self.store = ResultStore(self.dir)
 
-    def _read(self, shard: Path) -> None:
-        idx = shard.with_suffix(".idx")
-        if idx.is_file():
-            try:
-                for line in idx.read_text(encoding="utf-8").splitlines():
-                    key, off, length, tokens = line.split()
-                    self._where[key] = (shard, int(off), int(length), int(tokens))
-                self.shards_read += 1
-                return
-            except ValueError:
-                log.warning("%s: unreadable index; reading the shard instead", idx)
-        with open(shard, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, start=1):
-                try:
-                    rec = json.loads(line)
-                    self._mem[rec["key"]] = (rec["tcot"], int(rec.get("tokens", 0)))
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    log.warning("%s: line %d is not a cache entry; ignored", shard, n)
-        self.shards_read += 1
+    @property
+    def group(self) -> str:
+        return self.store.group
+
+    @group.setter
+    def group(self, group: str) -> None:
+        self.store.group = group
+
+    def find(self, keys: Sequence[str]) -> set[str]:
+        return self.store.find(keys)
 
     def __contains__(self, key: str) -> bool:
-        return key in self._mem or key in self._where
+        return key in self.store
 
     def __len__(self) -> int:
-        return len(self._mem.keys() | self._where.keys())
+        return len(self.store)
+
+    def get_many(self, keys: Sequence[str]) -> list[tuple[str, int]]:
+        return [(str(t), int(n)) for t, n in self.store.get_many(keys)]
 
     def get(self, key: str) -> tuple[str, int] | None:
-        if key in self._mem:
-            return self._mem[key]
-        where = self._where.get(key)
-        if where is None:
-            return None
-        shard, off, length, tokens = where
-        with open(shard, "rb") as fh:
-            fh.seek(off)
-            rec = json.loads(fh.read(length))
-        self._mem[key] = (rec["tcot"], tokens)
-        return self._mem[key]
+        got = self.store.get(key)
+        return None if got is None else (str(got[0]), int(got[1]))
 
-    def put(self, entries: dict[str, tuple[str, int]]) -> Path | None:
-        """Add entries; write them as one new shard + index (atomic). Returns the shard."""
-        if not entries:
-            return None
-        self._mem.update(entries)
-        if self.dir is None:
-            return None
-        stem = f"part-{time.strftime('%Y%m%d%H%M%S')}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        lines, index, off = [], [], 0
-        for k, (t, n) in entries.items():
-            line = (json.dumps({"key": k, "tcot": t, "tokens": n}, sort_keys=True) + "\n").encode()
-            lines.append(line)
-            index.append(f"{k} {off} {len(line)} {n}")
-            off += len(line)
-        shard = self.dir / f"{stem}.jsonl"
-        with atomic_path(shard) as tmp:
-            tmp.write_bytes(b"".join(lines))
-        write_text(self.dir / f"{stem}.idx", "\n".join(index) + "\n")  # last: marks it indexed
-        return shard
+    def put_one(self, key: str, value: tuple[str, int]) -> None:
+        """Append one T-CoT at once (thread-safe)."""
+        self.store.put(key, [value[0], int(value[1])])
+
+    def put(self, entries: dict[str, tuple[str, int]]) -> None:
+        for k, v in entries.items():
+            self.put_one(k, v)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+#: Version of the cache layout in every namespace: caches of another layout are not read.
+CACHE_FORMAT = "store-v1"
 
 
 def cache_namespace(identity: str, params: dict[str, Any]) -> str:
     """Folder name of one Reasoner's cache: a short hash of its identity and parameters."""
-    return content_key("tcot-namespace", identity, params)[:16]
+    return content_key("tcot-namespace", CACHE_FORMAT, identity, params)[:16]
 
 
 # --------------------------------------------------------------------------- the cached step
 class CachedReasoner:
-    """T-CoTs for items through a content-keyed cache; only missing ones are generated."""
+    """T-CoTs for items through a content-keyed cache; only missing ones are generated, and
+    each is stored as it arrives (``flush_every`` only batches a Reasoner that cannot report
+    replies one by one)."""
 
     def __init__(self, reasoner: Reasoner, cache: TCoTCache, *, flush_every: int = 256) -> None:
         self.reasoner = reasoner
         self.cache = cache
         self.flush_every = max(1, flush_every)
+
+    @property
+    def group(self) -> str:
+        return self.cache.group
+
+    @group.setter
+    def group(self, group: str) -> None:
+        """What the next calls are about (a task): looked up first, written to."""
+        self.cache.group = group
 
     def key(self, chat: list[dict]) -> str:
         return content_key(
@@ -165,21 +154,50 @@ class CachedReasoner:
         for i, k in enumerate(keys):
             first.setdefault(k, i)
         st.requested, st.unique = len(keys), len(first)
-        todo = [k for k in first if k not in self.cache]
-        for k in first:
-            if k in self.cache:
-                st.cached += 1
-                st.tokens_cached += self.cache.get(k)[1]  # type: ignore[index]
-        for start in range(0, len(todo), self.flush_every):
-            chunk = todo[start : start + self.flush_every]
-            outs = self.reasoner.generate([chats[first[k]] for k in chunk])
-            self.cache.put(dict(zip(chunk, outs, strict=True)))
-            st.computed += len(chunk)
-            st.tokens_generated += sum(n for _, n in outs)
+        present = self.cache.find(list(first))
+        todo = [k for k in first if k not in present]
+        cached = [k for k in first if k in present]
+        st.cached = len(cached)
+        st.tokens_cached = sum(n for _, n in self.cache.get_many(cached))
+
+        def on_result(i: int, out: tuple[str, int], chunk: list[str]) -> None:
+            self.cache.put_one(chunk[i], out)
+            st.computed += 1
+            st.tokens_generated += int(out[1])
+
+        takes = _takes_on_result(self.reasoner.generate)
+        step = len(todo) if takes and _reports_each(self.reasoner) else self.flush_every
+        for start in range(0, len(todo), max(1, step)):
+            chunk = todo[start : start + step]
+            chunk_chats = [chats[first[k]] for k in chunk]
+            if takes:
+                self.reasoner.generate(
+                    chunk_chats, on_result=lambda i, out, chunk=chunk: on_result(i, out, chunk)
+                )
+            else:  # a Reasoner without on_result: store its chunk when it returns
+                for i, out in enumerate(self.reasoner.generate(chunk_chats)):
+                    on_result(i, out, chunk)
         st.seconds = time.perf_counter() - t0
         if stats is not None:
             stats.add(st)
-        return [self.cache.get(k)[0] for k in keys]  # type: ignore[index]
+        return [t for t, _ in self.cache.get_many(keys)]
+
+
+def _reports_each(reasoner: Any) -> bool:
+    """Does ``reasoner.generate`` report each reply as it arrives (a :class:`ChatReasoner`
+    over a chat model that does)? Otherwise replies are stored after each chunk."""
+    if isinstance(reasoner, ChatReasoner):
+        return _takes_on_result(reasoner.model.generate)
+    return False
+
+
+def _takes_on_result(fn: Any) -> bool:
+    import inspect
+
+    try:
+        return "on_result" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
 
 
 # --------------------------------------------------------------------------- the Reasoner
@@ -225,9 +243,20 @@ class ChatReasoner:
         self.max_new_tokens = max_new_tokens
         self.strip = list(strip)
 
-    def generate(self, chats: list[list[dict]]) -> list[tuple[str, int]]:
-        outs = self.model.generate(chats, max_new_tokens=self.max_new_tokens)
-        return [(strip_tokens(t, self.strip), n) for t, n in outs]
+    def generate(
+        self, chats: list[list[dict]], *, on_result: OnResult | None = None
+    ) -> list[tuple[str, int]]:
+        def clean(out: tuple[str, int]) -> tuple[str, int]:
+            return strip_tokens(out[0], self.strip), out[1]
+
+        def report(i: int, out: tuple[str, int]) -> None:
+            if on_result is not None:
+                on_result(i, clean(out))
+
+        outs = generate_each(
+            self.model, chats, max_new_tokens=self.max_new_tokens, on_result=report
+        )
+        return [clean(o) for o in outs]
 
 
 def local_reasoner(
@@ -343,6 +372,15 @@ def make_reasoner(
         )
     if model_path is None:
         raise ConfigError("eval.reasoner_backend 'hf' needs the Reasoner model (--reasoner)")
+    return hf_reasoner(cfg, model_path, identity_memo=identity_memo)
+
+
+def hf_reasoner(
+    cfg: Any, model_path: str | os.PathLike, *, identity_memo: str | os.PathLike | None
+) -> ChatReasoner:
+    """The Reasoner at ``model_path`` in this process, with evaluation's settings (its T-CoTs
+    share evaluation's cache: ``ume serve`` uses it too)."""
+    ev = cfg.eval
     folder = resolve_model_folder(model_path)
     m = cfg.models.reasoner
     return local_reasoner(

@@ -168,6 +168,8 @@ def evaluate_task(
     load_s = time.perf_counter() - t0
     if ctx.encoder is None:
         raise ConfigError("evaluate_task needs an Embedder (EvalContext.encoder)")
+    for cached in (ctx.encoder, *ctx.reasoners.values()):  # caches look in the task's group first
+        cached.group = f"{spec.suite}/{spec.name}"
 
     qids = [q for q, _ in task.queries]
     q_items = [it for _, it in task.queries]

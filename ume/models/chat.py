@@ -61,8 +61,10 @@ class LocalChatModel:
         seed: int = 0,
         model: Any = None,
         processor: Any = None,
+        budget: Any = None,
     ) -> None:
         self.folder = None if folder is None else str(folder)
+        self.budget = budget  # ume.inputs.PixelBudget (config budgets) for the processor
         self.role = role
         self.device_choice = choose_device(dtype, attn_implementation, role=role)
         self.batch_size = max(1, batch_size)
@@ -94,6 +96,7 @@ class LocalChatModel:
                 attn_implementation=self.attn_implementation,
                 role=self.role,
                 device=self.device_choice.device,
+                budget=self.budget,
             )
             model.requires_grad_(False)
             self._loaded = (model, processor)
@@ -107,8 +110,9 @@ class LocalChatModel:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def generate(
-        self, chats: Sequence[list[dict]], *, max_new_tokens: int
+        self, chats: Sequence[list[dict]], *, max_new_tokens: int, on_result=None
     ) -> list[tuple[str, int]]:
+        """Replies in input order; ``on_result(i, reply)`` after each batch, as they come."""
         from ume.models.backbone import chat_generate
 
         model, processor = self.loaded()
@@ -127,5 +131,7 @@ class LocalChatModel:
                 )
                 for i, t in zip(idx, texts, strict=True):
                     out[i] = (t, self.count_tokens(t))
+                    if on_result is not None:
+                        on_result(i, out[i])
                 bar.update(len(idx))
         return out  # type: ignore[return-value]
