@@ -147,6 +147,56 @@ def cmd_eval(args) -> int:
     )
 
 
+def cmd_serve(args) -> int:
+    """``ume serve``: the run's Reasoner, Embedder and Discriminator as an OpenAI-compatible
+    server (ume/serve; docs/evaluation.md, "Serving")."""
+    from ume import plan
+    from ume.serve.app import serve
+    from ume.serve.service import Limits, Service
+
+    cfg = _config(args)
+
+    def newest(*candidates: str) -> str | None:  # the newest stage the run has on disk
+        return next((c for c in candidates if Path(c).exists()), None)
+
+    paths = {
+        "embedder": args.embedder
+        or newest(*(plan.embedder_model(cfg, s) for s in plan.EMBEDDER_STAGES)),
+        "reasoner": args.reasoner
+        or newest(*(plan.reasoner_model(cfg, s) for s in plan.REASONER_STAGES)),
+        "discriminator": args.discriminator or newest(plan.base_model(cfg, "discriminator")),
+    }
+    for role in ("embedder", "reasoner"):
+        if paths[role] is None:
+            raise UmeError(f"no {role} in {cfg.run_dir}/models: run the pipeline or pass --{role}")
+    names = {r: f"{cfg.run}-{r}" for r in paths} | dict(n.split("=", 1) for n in args.name or [])
+    cache = args.cache_dir or cfg.eval_cache_dir
+    limits = Limits(
+        max_items=args.max_items,
+        max_body_bytes=int(args.max_body_mb * (1 << 20)),
+        max_new_tokens=args.max_new_tokens,
+        max_input_tokens=args.max_input_tokens,
+    )
+    service = Service(
+        cfg,
+        paths,
+        names,
+        cache_dir=None if cache == "none" else cache,
+        limits=limits,
+        batch_wait_s=args.batch_wait_ms / 1000,
+        max_batch=args.max_batch,
+        chat_template=Path(args.chat_template).read_text() if args.chat_template else None,
+    )
+    serve(
+        service,
+        host=args.host,
+        port=args.port,
+        max_body_bytes=limits.max_body_bytes,
+        timeout_s=args.timeout_s,
+    )
+    return 0
+
+
 def cmd_check_data(args) -> int:
     """Report, for every task of the suites, whether its data is there (module
     ume.suites.check): found (with counts), missing or incomplete (the path looked for and
@@ -319,6 +369,22 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reasoner", help="Reasoner folder or backbone.json (variants with T-CoTs)")
     sp.add_argument("--reasoner-no-egrl", help="Reasoner before EG-RL (variant no_egrl)")
     sp.add_argument("--cache-dir", help="T-CoT/embedding caches ('none': no disk cache)")
+    sp = stage("serve", cmd_serve, "serve the run's models: /v1/embeddings, /v1/chat/completions")
+    sp.add_argument("--embedder", help="Embedder folder or backbone.json (default: newest)")
+    sp.add_argument("--reasoner", help="Reasoner folder or backbone.json (default: newest)")
+    sp.add_argument("--discriminator", help="Discriminator (default: the run's base one, if any)")
+    sp.add_argument("--name", nargs="*", metavar="ROLE=NAME", help="served names (<run>-<role>)")
+    sp.add_argument("--host", default="127.0.0.1")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--cache-dir", help="T-CoT/embedding caches (default eval's; 'none': memory)")
+    sp.add_argument("--max-items", type=int, default=64, help="inputs per embeddings request")
+    sp.add_argument("--max-body-mb", type=float, default=32.0, help="request body limit")
+    sp.add_argument("--max-new-tokens", type=int, default=4096, help="max_tokens limit (chat)")
+    sp.add_argument("--max-input-tokens", type=int, default=32768, help="prompt token limit")
+    sp.add_argument("--max-batch", type=int, default=64, help="requests batched at most")
+    sp.add_argument("--batch-wait-ms", type=float, default=10.0, help="wait to fill a batch")
+    sp.add_argument("--timeout-s", type=float, default=600.0, help="per request, queue included")
+    sp.add_argument("--chat-template", help="default template of embeddings in chat form")
     sp = stage("check-data", cmd_check_data, "check the benchmark data roots, task by task")
     sp.add_argument("--suite", nargs="*", choices=("mmeb", "uvrb", "synth"),
                     help="suites (default: eval.suites without synth, else mmeb and uvrb)")  # fmt: skip

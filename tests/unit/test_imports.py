@@ -37,6 +37,7 @@ LAYERS: dict[str, int] = {
     "ume.io": 0,
     "ume.fingerprints": 0,
     "ume.progress": 0,
+    "ume.store": 0,
     # 1: the typed config
     "ume.config": 1,
     # 2: what the stages talk about: benchmark suites, the T-CoT format, the server client
@@ -55,8 +56,9 @@ LAYERS: dict[str, int] = {
     "ume.eval": 6,
     # 7: training stages
     "ume.train": 7,
-    # 8: reports over evaluation results
+    # 8: reports over evaluation results; the server of a trained pair
     "ume.report": 8,
+    "ume.serve": 8,
     # 9: entry points: the CLI the rules call, the plan the rule files call
     "ume.cli": 9,
     "ume.plan": 9,
