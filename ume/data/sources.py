@@ -64,6 +64,7 @@ from ume.config import RealSourcesConfig, SourceDatasetConfig
 from ume.errors import ConfigError, DataError
 from ume.io import atomic_path
 from ume.items import Item, pair_row, pairs_frame
+from ume.progress import progress
 from ume.suites.base import IMAGE_EXTENSIONS
 
 
@@ -178,7 +179,12 @@ class _Bad(Exception):
 
 # --------------------------------------------------------------------------- tables
 class _ParquetTable:
-    """Rows of one or more parquet shards, addressed by a global row index."""
+    """Rows of one or more parquet shards, addressed by a global row index.
+
+    Only what a batch of rows needs is read: the row groups that hold them, the columns the
+    builder uses, one row group at a time (a refill batch of the cap walk reads the few row
+    groups of its rows, not the shards again, image bytes included).
+    """
 
     row_label = "row"  # 0-based, within its shard file
     row_words = "row {} (0-based parquet row)"
@@ -186,13 +192,15 @@ class _ParquetTable:
     def __init__(self, files: list[Path], columns: tuple[str, ...], required: tuple[str, ...]):
         import pyarrow.parquet as pq
 
-        self.shards: list[tuple[Path, list[str]]] = []
+        self.shards: list[tuple[Path, list[str], list[int]]] = []  # file, columns, group starts
         self.starts: list[int] = []
+        self.row_groups_read = 0
         total = 0
         for f in files:
             try:
                 pf = pq.ParquetFile(f)
                 n, names = pf.metadata.num_rows, pf.schema_arrow.names
+                sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.num_row_groups)]
             except Exception as e:
                 raise DataError(
                     f"{f}: not a readable parquet file ({type(e).__name__}: {e}); download it again"
@@ -203,7 +211,10 @@ class _ParquetTable:
                     f"{f}: missing columns {missing} (it has {names}); "
                     "is this the right dataset's file?"
                 )
-            self.shards.append((f, [c for c in columns if c in names]))
+            group_starts = [0]
+            for size in sizes[:-1]:
+                group_starts.append(group_starts[-1] + size)
+            self.shards.append((f, [c for c in columns if c in names], group_starts))
             self.starts.append(total)
             total += n
         self.total = total
@@ -212,19 +223,27 @@ class _ParquetTable:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        by_shard: dict[int, list[int]] = {}
+        by_group: dict[tuple[int, int], list[tuple[int, int]]] = {}
         for i in indices:
-            by_shard.setdefault(bisect.bisect_right(self.starts, i) - 1, []).append(i)
-        for s, idx in sorted(by_shard.items()):
-            f, cols = self.shards[s]
-            local = [i - self.starts[s] for i in idx]
+            s = bisect.bisect_right(self.starts, i) - 1
+            r = i - self.starts[s]
+            g = bisect.bisect_right(self.shards[s][2], r) - 1
+            by_group.setdefault((s, g), []).append((i, r))
+        files: dict[int, Any] = {}
+        for (s, g), members in sorted(by_group.items()):
+            f, cols, group_starts = self.shards[s]
             try:
-                recs = pq.read_table(f, columns=cols).take(pa.array(local)).to_pylist()
+                if s not in files:
+                    files = {s: pq.ParquetFile(f)}  # one open file at a time
+                table = files[s].read_row_group(g, columns=cols)
+                recs = table.take(pa.array([r - group_starts[g] for _, r in members])).to_pylist()
             except Exception as e:
                 raise DataError(
                     f"{f}: cannot read rows ({type(e).__name__}: {e}); download it again"
                 ) from e
-            for i, r, rec in zip(idx, local, recs, strict=True):
+            self.row_groups_read += 1
+            del table
+            for (i, r), rec in zip(members, recs, strict=True):
                 yield i, str(f), r, rec
 
 
@@ -600,6 +619,7 @@ def load_source(
     kept: dict[int, tuple[Item, Item]] = {}
     skipped: list[dict[str, Any]] = []
     pos = 0
+    bar = progress(target, f"{name} rows", unit="row")
     while len(kept) < target and pos < total:
         batch = np.sort(order[pos : pos + target - len(kept)]).tolist()
         pos += len(batch)
@@ -608,6 +628,7 @@ def load_source(
                 if isinstance(rec, _Bad):
                     raise rec
                 kept[idx] = build(rec)
+                bar.update(1)
             except _Bad as e:
                 if on_bad_item == "error":
                     where = table.row_words.format(row)
@@ -621,6 +642,7 @@ def load_source(
                         "reason": str(e),
                     }
                 )
+    bar.close()
     rows = [pair_row(f"{name}:{i}", name, spec.modality, *kept[i]) for i in sorted(kept)]
     return SourceResult(
         dataset=name,
