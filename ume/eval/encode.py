@@ -33,6 +33,7 @@ from ume.eval.stats import CacheStats
 from ume.fingerprints import code_identity, content_key, item_fingerprint
 from ume.io import atomic_path, write_text
 from ume.items import Item
+from ume.progress import progress
 from ume.store import group_folder
 
 log = logging.getLogger(__name__)
@@ -257,6 +258,7 @@ class CachedEncoder:
         todo = [k for k in first if k not in present]
         st = CacheStats("encoding", requested=len(keys), unique=len(first))
         st.cached = st.unique - len(todo)
+        bar = progress(len(todo), f"encoding ({mode})", unit="input")
         for start in range(0, len(todo), self.flush_every):  # a flush per chunk: resumable
             chunk = todo[start : start + self.flush_every]
             vecs = self.embedder.encode(
@@ -265,6 +267,7 @@ class CachedEncoder:
                 mode=mode,
                 batch_size=self.batch_size,
             )
+            bar.update(len(chunk))
             vecs = _to_numpy(vecs)
             if vecs.shape[0] != len(chunk):
                 raise DataError(
@@ -273,6 +276,7 @@ class CachedEncoder:
             self.cache.put(chunk, vecs)
             self.calls.update(chunk)
             st.computed += len(chunk)
+        bar.close()
         out = self.cache.get_many(keys) if keys else np.zeros((0, 0), np.float32)
         st.seconds = time.perf_counter() - t0
         if stats is not None:
