@@ -40,7 +40,7 @@ from ume.items import Item
 from ume.models.chat import LocalChatModel
 from ume.models.stage import build_base_models
 from ume.tcot.format import render_tcot
-from ume.train.reward_models import Discriminator, LocalEmbedder, ServerEmbedder
+from ume.train.reward_models import Discriminator, ServerEmbedder
 
 pytestmark = pytest.mark.integration
 
@@ -116,6 +116,13 @@ def test_bad_requests_are_4xx_with_a_message_and_the_server_keeps_serving(world)
         assert words in reply["error"]["message"]
     got, reply = s.post("/v1/embeddings", {"model": NAMES["embedder"], "input": "fine"})
     assert got == 200 and len(reply["data"]) == 1
+    import urllib.request
+
+    with urllib.request.urlopen(s.url + "/v1/models", timeout=10) as r:
+        served = {m["id"]: m for m in json.loads(r.read())["data"]}
+    assert set(served) == set(NAMES.values())
+    root = served[NAMES["embedder"]]["root"]  # the weights behind a name, as vLLM says
+    assert root == str(resolve_model_folder(world["models"]["embedder"]))
     stats = s.health()["stats"]
     assert stats["refused_400"] >= 8 and stats["refused_404"] >= 1
 
@@ -190,7 +197,9 @@ def test_the_pipeline_server_embedder_pools_emb_as_the_local_one(world):
         build_input(Item(modality="video", frames=tuple(str(p) for p in imgs[:3])), None),
     ]
     folder = resolve_model_folder(world["models"]["embedder"])
-    local = LocalEmbedder(folder).embed_built(built)
+    # the local Embedder as the server loads it (same processor settings), no server between
+    with torch.no_grad():
+        local = make_encoder(world["cfg"], folder, None).embedder.embed_built(built)
     server = ServerEmbedder(_cfg(world, "embedder", concurrency=3)).embed_built(built)
     assert torch.allclose(server, local, atol=ATOL)
     # the stock template closes the turn (<emb><|im_end|>\n): pooling lands after <emb>
@@ -223,7 +232,12 @@ def test_chat_answers_equal_local_greedy_generate(world):
     ]  # fmt: skip
     for role in ("reasoner", "discriminator"):
         folder = resolve_model_folder(world["models"][role])
-        local = LocalChatModel(folder, role=role, batch_size=1)
+        # the local model as the server loads it: evaluation's Reasoner, the Discriminator
+        local = (
+            hf_reasoner(world["cfg"], folder, identity_memo=None).model
+            if role == "reasoner"
+            else LocalChatModel(folder, role=role, batch_size=1)
+        )
         want = [local.generate([c], max_new_tokens=12)[0][0] for c in chats]
         client = ServerClient(_cfg(world, role, concurrency=1), f"{role}.server")
         got = [t for t, _ in client.generate(chats, max_new_tokens=12)]

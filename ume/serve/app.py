@@ -114,7 +114,13 @@ def create_app(service: Service, *, timeout_s: float = 600.0):
         return {
             "object": "list",
             "data": [
-                {"id": name, "object": "model", "owned_by": "ume", "role": role}
+                {
+                    "id": name,
+                    "object": "model",
+                    "owned_by": "ume",
+                    "role": role,
+                    "root": service.folders[role],
+                }
                 for role, name in service.names.items()
             ],
         }

@@ -208,6 +208,10 @@ class Service:
         self.max_batch = max(1, max_batch)
         self.names = {r: n for r, n in names.items() if paths.get(r) is not None}
         self.roles = {n: r for r, n in self.names.items()}
+        from ume.eval.reason import resolve_model_folder
+
+        # the weights behind each name (vLLM's "root" in /v1/models: clients check it)
+        self.folders = {r: str(resolve_model_folder(paths[r])) for r in self.names}  # type: ignore[arg-type]
         cache = Path(cache_dir) if cache_dir is not None else None
         self.media_dir = make_folder(cache / "serve-media") if cache is not None else None
         memo = cache / "identity" if cache is not None else None
