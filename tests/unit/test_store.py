@@ -34,9 +34,7 @@ def test_each_put_is_on_disk_at_once_and_read_back_by_key(tmp_path):
     a.close()
 
 
-def test_a_writer_killed_mid_stage_keeps_what_it_wrote_and_a_torn_tail_is_dropped(
-    tmp_path, caplog
-):
+def test_a_writer_killed_mid_stage_keeps_what_it_wrote_and_a_torn_tail_is_dropped(tmp_path, caplog):
     code = (
         "import sys, time\n"
         "from ume.store import ResultStore\n"
