@@ -156,6 +156,19 @@ class Section(BaseModel):
         """(key, message) for every check that involves several keys of the section."""
         return iter(())
 
+    #: keys that moved or went away: old key -> what to do instead (a clearer message than
+    #: "unknown key" for a config written for an earlier version)
+    moved: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            found = [(k, cls.moved[k]) for k in data if k in cls.moved]
+            if found:
+                raise Problems(found)
+        return data
+
 
 @functools.cache
 def _location_overrides(cls: type[Section]) -> dict[str, dict[str, Any]]:
@@ -422,16 +435,46 @@ class FilterConfig(Section):
 
 
 class SplitConfig(Section):
+    rl_rule: Literal["equidistant", "hard_examples", "ratio"] = Field(
+        "equidistant",
+        description="how the RL pairs are drawn, per RL dataset (the paper states three rules, "
+        "method.md stage 1): 'equidistant' (App. C.3) every k-th kept pair, as many as the "
+        "dataset's count; 'hard_examples' (Sec. 3.2) a uniform draw of hard_fraction of the "
+        "pairs the relevance filter dropped, at most the dataset's count; 'ratio' (Fig. 2) a "
+        "uniform draw of rl_fraction of the kept pairs (80/20), at most the count if rl_counts "
+        "names it (paper preset: equidistant, the only rule that gives Table 6's counts)",
+    )
     rule: Literal["disjoint", "overlap"] = Field(
         "disjoint",
         description="'disjoint': RL pairs are held out of the contrastive set; "
-        "'overlap': RL pairs are drawn from the contrastive set and stay in it",
+        "'overlap': RL pairs drawn from the kept pairs stay in it (rl_rule equidistant only: "
+        "hard examples never enter it, and ratio is a split)",
     )
     rl_per_dataset: int = Field(
-        8, ge=0, description="RL pairs drawn per RL dataset (paper: 1k-2k, Table 6)"
+        8,
+        ge=0,
+        description="RL pairs drawn per RL dataset not named in rl_counts (paper: 1k-2k, Table 6)",
+    )
+    rl_counts: dict[str, typing.Annotated[int, Field(ge=0)]] | None = Field(
+        None,
+        description="RL pairs per dataset, overriding rl_per_dataset; when given, its datasets "
+        "are the RL datasets (paper: 13 datasets, 19,000 pairs, Table 6)",
     )
     rl_datasets: list[str] | None = Field(
-        None, description="datasets of the RL set (null: every dataset)"
+        None, description="datasets of the RL set (null: rl_counts' datasets, else every dataset)"
+    )
+    hard_fraction: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="rl_rule hard_examples: fraction of a dataset's dropped pairs drawn (paper: "
+        "about 20%)",
+    )
+    rl_fraction: float = Field(
+        0.2,
+        gt=0,
+        lt=1,
+        description="rl_rule ratio: fraction of a dataset's kept pairs that go to RL (paper: 20%)",
     )
     exclude_from_contrastive: list[str] = Field(
         ["synth_img_fewcls"],
@@ -439,6 +482,27 @@ class SplitConfig(Section):
         "negatives in same-dataset batches (paper: HatefulMemes, N24News, VOC2007)",
     )
     seed: int = Field(0, ge=0, description="seed of the split")
+
+    def _cross_checks(self):
+        if self.rule == "overlap" and self.rl_rule != "equidistant":
+            yield (
+                "rule",
+                f"'overlap' keeps RL pairs drawn from the kept pairs in the contrastive set, but "
+                f"rl_rule {self.rl_rule!r} "
+                + (
+                    "draws them from the dropped pairs, which never enter it"
+                    if self.rl_rule == "hard_examples"
+                    else "is a split of the kept pairs"
+                )
+                + "; use rule: disjoint, or rl_rule: equidistant",
+            )
+        counts, named = self.rl_counts, self.rl_datasets
+        if counts is not None and named is not None and sorted(counts) != sorted(named):
+            yield (
+                "rl_datasets",
+                f"{named} differs from the datasets of rl_counts ({sorted(counts)}); leave "
+                "rl_datasets out (null) when rl_counts names the RL datasets",
+            )
 
 
 # --------------------------------------------------------------------------- training stages
@@ -519,6 +583,16 @@ class EmbedderTrainConfig(Section):
             )
 
 
+def deepspeed_key(trl_config: str, paper: str) -> Any:
+    """A stage's DeepSpeed config file (ZeRO-2/3 JSON with the HF Trainer's "auto" values)."""
+    return Field(
+        None,
+        description=f"DeepSpeed config file passed to TRL's {trl_config}(deepspeed=...), or null "
+        f"(one process per GPU: launch.launcher slurm, or accelerate launch); {paper}; ZeRO-2 "
+        "only: the stage merges LoRA into whole weights on rank 0, which ZeRO-3 partitions",
+    )
+
+
 class SFTConfig(Section):
     enabled: bool = Field(
         True, description="cold-start SFT of the Reasoner (false: RL from the instruct model)"
@@ -545,6 +619,7 @@ class SFTConfig(Section):
         1024, ge=1, description="token limit of prompt + completion (paper: 4096)"
     )
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward")
+    deepspeed: str | None = deepspeed_key("SFTConfig", "paper: workflow/deepspeed/zero2.json")
     save_steps: int = Field(
         200, ge=1, description="checkpoint every this many steps, to resume after interruption"
     )
@@ -679,12 +754,22 @@ class EGRLConfig(Section):
     max_steps: int | None = Field(
         8, ge=1, description="stop after this many steps, overriding epochs (null: run the epochs)"
     )
-    per_device_batch_size: int = Field(
-        2, ge=1, description="pairs per device step, x G rollouts per side (paper: 8)"
+    pairs_per_device: int = Field(
+        2,
+        ge=1,
+        description="pairs each process rolls out per optimisation step: one generation batch of "
+        "2 x G x pairs_per_device rollouts, all of one dataset, that the rewards see at once "
+        "(in-batch negatives are the step's other pairs; paper: 8)",
     )
-    gradient_accumulation_steps: int = Field(
-        1, ge=1, description="micro-batches per optimisation step; rewards see all of them"
+    micro_batch_groups: int = Field(
+        1,
+        ge=1,
+        description="prompt groups (G rollouts each) per forward/backward pass: TRL's "
+        "per_device_train_batch_size = micro_batch_groups x G; gradient accumulation covers "
+        "the rest of the generation batch (2 x pairs_per_device / micro_batch_groups steps); "
+        "must divide 2 x pairs_per_device",
     )
+    deepspeed: str | None = deepspeed_key("GRPOConfig", "paper: workflow/deepspeed/zero2.json")
     gradient_checkpointing: bool = Field(
         False, description="recompute activations in backward (paper scale: on)"
     )
@@ -752,13 +837,28 @@ class EGRLConfig(Section):
                     f"uses {_yaml(want)}); leave the key out to take the preset's value, or set "
                     "egrl.preset: custom to mix",
                 )
-        if (self.use_outcome_reward or self.use_process_reward) and self.per_device_batch_size < 2:
+        if (self.use_outcome_reward or self.use_process_reward) and self.pairs_per_device < 2:
             yield (
-                "per_device_batch_size",
+                "pairs_per_device",
                 "the outcome and process rewards compare a pair with the step's other pairs "
                 "(in-batch negatives): give at least 2 pairs per device step, got "
-                f"{self.per_device_batch_size}",
+                f"{self.pairs_per_device}",
             )
+        if (2 * self.pairs_per_device) % self.micro_batch_groups:
+            yield (
+                "micro_batch_groups",
+                f"{self.micro_batch_groups} does not divide the {2 * self.pairs_per_device} "
+                f"prompt groups of a generation batch (2 sides x pairs_per_device "
+                f"{self.pairs_per_device}); use a divisor of it (1 is always one)",
+            )
+
+    moved = {
+        "per_device_batch_size": "renamed pairs_per_device (pairs per process per optimisation "
+        "step; TRL's per-device batch is micro_batch_groups x G rollouts)",
+        "gradient_accumulation_steps": "no longer set by hand: it is 2 x pairs_per_device / "
+        "micro_batch_groups, so that one optimisation step covers one generation batch of whole "
+        "pairs; remove the key (set pairs_per_device and micro_batch_groups)",
+    }
 
 
 class EvalIndexConfig(Section):
@@ -809,18 +909,6 @@ class EvalConfig(Section):
         "videos_frames/)",
     )
     num_frames: int = Field(8, ge=1, description="frames sampled uniformly per video")
-    image_min_tokens: int = Field(
-        4, ge=1, description="image pixel budget, lower bound, in 32x32 patches (paper: 128)"
-    )
-    image_max_tokens: int = Field(
-        16, ge=1, description="image pixel budget, upper bound, in 32x32 patches (paper: 768)"
-    )
-    video_min_tokens: int = Field(
-        4, ge=1, description="per-frame pixel budget, lower bound, in 32x32 patches (paper: 128)"
-    )
-    video_max_tokens: int = Field(
-        16, ge=1, description="per-frame pixel budget, upper bound, in 32x32 patches (paper: 300)"
-    )
     max_new_tokens: int = Field(48, ge=1, description="T-CoT length limit (paper: 2048)")
     batch_size: int = Field(16, ge=1, description="items per reasoning / encoding batch")
     on_bad_item: Literal["error", "skip"] = Field(
@@ -880,6 +968,45 @@ class EvalConfig(Section):
         Requirement({"reasoner_backend": "server"}, "server.model", MODEL_FIX),
     )
 
+    moved = {
+        k: f"moved to budgets.{k} (one pixel budget for every role, at training, RL and "
+        "evaluation alike)"
+        for k in ("image_min_tokens", "image_max_tokens", "video_min_tokens", "video_max_tokens")
+    }
+
+
+# --------------------------------------------------------------------------- pixel budgets
+_TOKEN = "one token = (patch x merge)^2 pixels: 32x32 for Qwen3-VL, 28x28 for Qwen2-VL"
+
+
+class BudgetsConfig(Section):
+    """How many visual tokens an image or a video frame becomes, for every role's processor
+    (Embedder, Reasoner, Discriminator, annotator) at training, RL and evaluation alike: one
+    setting, so that the Embedder and the Reasoner see at evaluation the resolution they were
+    trained on."""
+
+    image_min_tokens: int = Field(
+        4,
+        ge=1,
+        description=f"visual tokens of an image, a document page or an evidence crop: lower "
+        f"bound ({_TOKEN}; paper: 128)",
+    )
+    image_max_tokens: int = Field(
+        16, ge=1, description=f"visual tokens of an image: upper bound ({_TOKEN}; paper: 768)"
+    )
+    video_min_tokens: int = Field(
+        4,
+        ge=1,
+        description=f"visual tokens of one video frame or key frame: lower bound ({_TOKEN}; "
+        "paper: 128)",
+    )
+    video_max_tokens: int = Field(
+        16,
+        ge=1,
+        description=f"visual tokens of one video frame or key frame: upper bound ({_TOKEN}; "
+        "paper: 300)",
+    )
+
     def _cross_checks(self):
         for kind in ("image", "video"):
             lo, hi = getattr(self, f"{kind}_min_tokens"), getattr(self, f"{kind}_max_tokens")
@@ -936,6 +1063,9 @@ class Config(Section):
     sft: SFTConfig = subsection(SFTConfig, "cold-start SFT of the Reasoner")
     egrl: EGRLConfig = subsection(EGRLConfig, "EG-RL: GRPO of the Reasoner guided by the Embedder")
     eval: EvalConfig = subsection(EvalConfig, "MMEB-V2 / UVRB / synthetic evaluation")
+    budgets: BudgetsConfig = subsection(
+        BudgetsConfig, "visual tokens per image and per video frame, for every role"
+    )
     launch: LaunchConfig = subsection(LaunchConfig, "where GPU stages run: in-process or SLURM")
 
     # the filter judges through annotate.server when its backend is 'server'

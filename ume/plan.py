@@ -34,20 +34,21 @@ from ume.suites.registry import tasks as suite_tasks
 ROLES: tuple[str, ...] = ("embedder", "reasoner", "discriminator", "annotator")
 
 #: The config sections each stage reads (its config file holds only these), so that editing
-#: one stage's keys reruns that stage and what follows, nothing else.
+#: one stage's keys reruns that stage and what follows, nothing else. Every stage that runs a
+#: model on images reads ``budgets`` (one pixel budget for every role).
 STAGE_SECTIONS: dict[str, list[str]] = {
     "models": ["seed", "models"],
     "data": ["seed", "data"],
     "benchmark": ["seed", "data"],
     # every stage that reads pair tables also reads data.on_bad_item (ume/pair_table.py)
-    "annotate": ["seed", "data", "models", "annotate"],
+    "annotate": ["seed", "data", "models", "annotate", "budgets"],
     "filter": ["seed", "data", "models", "annotate", "filter"],
     "split": ["seed", "data", "split"],
-    "train_embedder": ["seed", "data", "models", "split", "train_embedder"],
-    "sft": ["seed", "data", "models", "sft"],
-    "egrl": ["seed", "data", "models", "egrl"],
+    "train_embedder": ["seed", "data", "models", "split", "train_embedder", "budgets"],
+    "sft": ["seed", "data", "models", "sft", "budgets"],
+    "egrl": ["seed", "data", "models", "egrl", "budgets"],
     "launch": ["launch"],
-    "eval": ["seed", "models", "train_embedder", "eval"],
+    "eval": ["seed", "models", "train_embedder", "eval", "budgets"],
     "report": ["run", "results_dir", "models", "train_embedder", "eval"],
 }
 
@@ -112,6 +113,21 @@ def sized(cfg: Config, real: int, tiny: int) -> int:
     return real if real_models(cfg) else tiny
 
 
+#: The conda environments of the rules (``conda:``, used with ``--sdm conda``), relative to
+#: the repository root.
+CONDA_ENVS: dict[str, str] = {"cpu": "envs/cpu.yaml", "gpu": "envs/gpu.yaml"}
+
+
+def conda_env(cfg: Config, kind: str) -> str:
+    """The environment of a rule of ``kind``: ``cpu`` (light rules, on the login node) or
+    ``gpu`` (launched stages that load models): the GPU environment (CUDA torch, pinned TRL
+    and accelerate, flash-attn, DeepSpeed) when the run loads real backbones, whose jobs ask
+    for GPUs; the CPU one for the tiny models, whose jobs ask for none."""
+    if kind not in CONDA_ENVS:
+        raise ConfigError(f"unknown environment kind {kind!r}; kinds: {', '.join(CONDA_ENVS)}")
+    return CONDA_ENVS["gpu" if kind == "gpu" and real_models(cfg) else "cpu"]
+
+
 # --------------------------------------------------------------------------- data
 def needs_annotator(cfg: Config) -> bool:
     """The hf backend runs the annotator MLLM, for annotation or for the relevance filter."""
@@ -162,9 +178,11 @@ def sft_pairs(cfg: Config, *, annotated: str, contrastive: str) -> str:
 
 
 def egrl_embedder(cfg: Config) -> str | list[str]:
-    """EG-RL's frozen Embedder, the trained one, when a local one serves a pair-wise reward."""
+    """EG-RL's frozen Embedder, the trained one, when a pair-wise reward uses it: its weights
+    (local backend), or, with a server backend, its record (what it was trained on, which the
+    rewards embed; the weights the server must serve)."""
     g = cfg.egrl
-    wanted = g.embedder_backend == "local" and (g.use_outcome_reward or g.use_process_reward)
+    wanted = g.use_outcome_reward or g.use_process_reward
     return embedder_model(cfg, "trained") if wanted else []
 
 
@@ -292,12 +310,35 @@ def leaderboard_tables(cfg: Config) -> list[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------- checks, commands
+def tcot_limits(cfg: Config) -> dict[str, int]:
+    """The token limits of every T-CoT the run's Embedder reads (config key -> tokens): the
+    annotator's (training), EG-RL's rollouts, the evaluation Reasoner's; none when the
+    Embedder reads raw inputs."""
+    if cfg.train_embedder.tcot_input == "raw":
+        return {}
+    limits = {"eval.max_new_tokens": cfg.eval.max_new_tokens}
+    g = cfg.egrl
+    if g.enabled and (g.use_outcome_reward or g.use_process_reward):
+        limits["egrl.max_completion_length"] = g.max_completion_length
+    if cfg.annotate.backend == "hf":
+        limits["annotate.hf.max_new_tokens"] = cfg.annotate.hf.max_new_tokens
+    elif cfg.annotate.backend == "server":
+        limits["annotate.server.max_tokens"] = cfg.annotate.server.max_tokens
+    return limits
+
+
 def check(cfg: Config) -> None:
     """Take every decision that a config can make impossible, so that a bad one stops the
     workflow before its DAG is built (raises ConfigError naming the key)."""
+    from ume.inputs import PixelBudget, check_tcot_fits
+
     selected_tasks(cfg)
     eval_reasoner(cfg)
     eval_reasoner_no_egrl(cfg)
+    # the Embedder's token limit must hold the longest T-CoT whole (visuals give way)
+    check_tcot_fits(
+        cfg.train_embedder.max_length, tcot_limits(cfg), PixelBudget.from_config(cfg.budgets)
+    )
 
 
 def cli_args(**paths: str | Sequence[str]) -> str:

@@ -36,11 +36,11 @@ def ablations(repo):
 
 
 def leaves(d, prefix=""):
-    """Dotted key -> value of a nested mapping (a mapping under data.real.datasets is a leaf)."""
+    """Dotted key -> value of a nested mapping (a mapping of datasets is a leaf)."""
     out = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and v and key != "data.real.datasets":
+        if isinstance(v, dict) and v and key not in ("data.real.datasets", "split.rl_counts"):
             out.update(leaves(v, key + "."))
         else:
             out[key] = v
@@ -100,7 +100,25 @@ def test_paper_preset_carries_the_method_hyperparameters(repo):
     assert (g.num_generations, g.epsilon, g.beta, g.learning_rate) == (8, 0.2, 0.01, 3e-6)
     assert (g.format_weight, g.process_weight, g.outcome_weight) == (0.05, 0.8, 0.2)
     assert g.max_completion_length == 2048
-    assert cfg.split.exclude_from_contrastive == ["HatefulMemes", "N24News", "VOC2007"]
+    # few-class sets stay out of contrastive training: N24News is loaded for RL only, and
+    # HatefulMemes / VOC2007 feed nothing, so they are not loaded at all
+    assert cfg.split.exclude_from_contrastive == ["N24News"]
+    assert not {"HatefulMemes", "VOC2007"} & set(cfg.data.real.datasets)
+    # the RL set of Table 6: 13 datasets, 19,000 pairs, 1k-2k each, drawn equidistantly
+    s = cfg.split
+    assert s.rl_rule == "equidistant" and len(s.rl_counts) == 13
+    assert sum(s.rl_counts.values()) == 19000
+    assert all(1000 <= n <= 2000 for n in s.rl_counts.values())
+    assert set(s.rl_counts) <= set(cfg.data.real.datasets)
+    # pixel budgets (method.md: image 128..768, video 128..300 per frame, x 32x32 px)
+    b = cfg.budgets
+    assert (b.image_min_tokens, b.image_max_tokens) == (128, 768)
+    assert (b.video_min_tokens, b.video_max_tokens) == (128, 300)
+    # the frozen reward models as servers, a DeepSpeed config for each training stage
+    assert (g.embedder_backend, g.discriminator_backend) == ("server", "server")
+    assert all(x.deepspeed for x in (t, cfg.sft, g))
+    # the served Reasoner's name (the cache identity) names this run, not another model
+    assert cfg.run in cfg.eval.server.model and "4B" not in cfg.eval.server.model
 
 
 def test_every_key_of_the_shipped_yaml_is_commented(repo):
@@ -190,12 +208,28 @@ def test_schema_has_descriptions_defaults_ranges_and_requirements():
             "data.real.datasets.VOC2007.weight: must be 0 or more",
         ),
         (
-            {"eval": {"image_min_tokens": 900, "image_max_tokens": 768}},
-            "eval.image_min_tokens: 900 is above image_max_tokens (768)",
+            {"budgets": {"image_min_tokens": 900, "image_max_tokens": 768}},
+            "budgets.image_min_tokens: 900 is above image_max_tokens (768)",
         ),
         (
-            {"egrl": {"per_device_batch_size": 1}},
-            "egrl.per_device_batch_size: the outcome and process rewards compare",
+            {"eval": {"image_min_tokens": 128}},
+            "eval.image_min_tokens: moved to budgets.image_min_tokens",
+        ),
+        (
+            {"egrl": {"per_device_batch_size": 8}},
+            "egrl.per_device_batch_size: renamed pairs_per_device",
+        ),
+        (
+            {"egrl": {"pairs_per_device": 3, "micro_batch_groups": 4}},
+            "egrl.micro_batch_groups: 4 does not divide the 6 prompt groups",
+        ),
+        (
+            {"split": {"rule": "overlap", "rl_rule": "hard_examples"}},
+            "split.rule: 'overlap' keeps RL pairs drawn from the kept pairs",
+        ),
+        (
+            {"egrl": {"pairs_per_device": 1}},
+            "egrl.pairs_per_device: the outcome and process rewards compare",
         ),
         ({"models": {"embedder": {"path": "Qwen/Qwen3-VL-2B"}}}, "looks like a hub id"),
         # issue 14: values that used to pass validation and crash later

@@ -255,18 +255,28 @@ def test_extreme_aspect_ratio_is_padded(files, processor):
     collate([b], processor)
 
 
-def test_max_length_cuts_text_not_visuals(files, processor):
+def test_max_length_gives_up_visuals_first_then_item_text_never_the_tcot(files, processor):
     long = Item(modality="image", image=files["grad"], text=" ".join(["red square"] * 200))
-    b = build_input(long, tcot({"bbox_2d": [0, 0, 500, 1000]}))
+    t = tcot({"bbox_2d": [0, 0, 500, 1000]})
+    b = build_input(long, t)
     full = collate([b], processor)
-    assert full["input_ids"].shape[1] > 150
+    assert full["input_ids"].shape[1] > 150 and full["image_grid_thw"].shape[0] == 2
+    b = build_input(long, t)
     short = collate([b, build_input(Item(text="hi"), None)], processor, max_length=150)
     row = short["input_ids"][0][short["attention_mask"][0].bool()]
     assert len(row) <= 150
-    assert torch.equal(short["pixel_values"], full["pixel_values"])
+    # the crop went first (resolution was already at the minimum), then the item text
+    assert short["image_grid_thw"].shape[0] == 1
+    kinds = [p.split(":", 1)[1] for p in b.problems if p.startswith("length:")]
+    assert any("evidence visual(s) dropped" in k for k in kinds)
+    assert any("item text cut" in k for k in kinds)
+    text = processor.tokenizer.decode(row)
+    for piece in ("a red shape on the left", "shape matters </rethink>", "red square </answer>"):
+        assert piece in text  # the whole T-CoT
     emb = processor.tokenizer.convert_tokens_to_ids(EMB_TOKEN)
     assert row[-3].item() == emb
-    assert SUMMARIZE in processor.tokenizer.decode(row)
+    assert SUMMARIZE in text
+    assert problem_counts([b])["length"] == len(kinds)
 
 
 def test_bad_mode_names_the_config_key(files):

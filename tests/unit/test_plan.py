@@ -154,7 +154,7 @@ def test_final_reasoner_and_egrl_start_follow_the_switches(sft, egrl, stages, fi
                 "egrl.embedder_backend": "server",
                 "egrl.embedder_server": {"url": "http://h:1/v1", "model": "e"},
             },
-            [],
+            TRAINED_E,  # its record: what it was trained on, what the server must serve
             BASE_D,
         ),
         (

@@ -467,7 +467,7 @@ def test_pair_sampler_one_dataset_per_step_whole_pairs_repeated():
     assert list(s) != idx  # reshuffled per epoch, same length
     two = PairBatchSampler(index, num_generations=2, pairs_per_block=1, num_processes=2)
     assert len(list(two)) == len(two)
-    with pytest.raises(ConfigError, match="per_device_batch_size"):
+    with pytest.raises(ConfigError, match="pairs_per_device"):
         PairBatchSampler(index, num_generations=2, pairs_per_block=8)
 
 

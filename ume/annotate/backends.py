@@ -31,6 +31,7 @@ from ume.clients import ChatModel, ServerClient, generate_each
 from ume.config import OracleConfig, ServerConfig
 from ume.errors import ConfigError
 from ume.fingerprints import chat_fingerprint, content_key, input_identity
+from ume.inputs import PixelBudget
 from ume.items import Item
 from ume.store import ResultStore
 from ume.suites.synth.scenes import COLORS, SHAPES
@@ -325,9 +326,11 @@ def local_annotator(
     attn: str = "sdpa",
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
+    budget: Any = None,
 ) -> ChatAnnotator:
     """The annotator MLLM (``models.annotator``) in this process; with ``cache_dir``, its
-    replies are kept as they come (:func:`annotation_store`)."""
+    replies are kept as they come (:func:`annotation_store`); ``budget``: its processor's
+    pixel budget (config ``budgets``), part of its identity."""
     from ume.models.chat import LocalChatModel
 
     model = LocalChatModel(
@@ -338,9 +341,14 @@ def local_annotator(
         batch_size=batch_size,
         temperature=temperature,
         seed=seed,
+        budget=budget,
     )
     # the model's record (backbone.json: its weights' checksum), and what changes its outputs
     identity = f"hf:{input_identity(model_dir)}:{model.dtype}:{model.attn_implementation}"
+    if budget is not None:  # the resolution the annotator sees
+        b = budget.to_dict()
+        identity += f":px{b['image_min_tokens']}-{b['image_max_tokens']}"
+        identity += f"/{b['video_min_tokens']}-{b['video_max_tokens']}"
     return ChatAnnotator(
         model,
         name="hf",
@@ -385,7 +393,12 @@ def make_annotator(cfg, backend: str, model_dir: str | Path | None = None) -> An
             attn=m.attn_implementation,
             seed=cfg.seed,
             cache_dir=cfg.eval_cache_dir,
+            budget=PixelBudget.from_config(cfg.budgets),
         )
     if backend == "server":
+        from ume.models.backbone import check_served_model
+
+        # the served name is the annotations' identity: it must be served, before any request
+        check_served_model(cfg.annotate.server, "annotate.server", what="annotator")
         return server_annotator(cfg.annotate.server, cache_dir=cfg.eval_cache_dir)
     raise ConfigError(f"annotate.backend: {backend!r} is not one of 'oracle', 'hf', 'server'")

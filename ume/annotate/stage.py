@@ -123,23 +123,73 @@ def filter_pairs(
     return df
 
 
+def rl_counts(cfg: Config, datasets: list[str]) -> dict[str, int]:
+    """RL pairs wanted per RL dataset: ``split.rl_counts`` (then its datasets are the RL
+    datasets), else ``split.rl_per_dataset`` for each of ``split.rl_datasets`` (null: every
+    dataset of ``datasets``)."""
+    s = cfg.split
+    if s.rl_counts is not None:
+        return dict(sorted(s.rl_counts.items()))
+    names = s.rl_datasets if s.rl_datasets is not None else datasets
+    return {name: s.rl_per_dataset for name in sorted(names)}
+
+
+def draw_rl(
+    rule: str,
+    kept: pd.DataFrame,
+    dropped: pd.DataFrame,
+    count: int | None,
+    *,
+    hard_fraction: float,
+    rl_fraction: float,
+    rng: np.random.Generator,
+) -> pd.DataFrame:
+    """One dataset's RL pairs by ``rule`` (``split.rl_rule``), in table order.
+
+    - ``equidistant``: ``count`` kept pairs at equal steps through the dataset (App. C.3);
+    - ``hard_examples``: a uniform draw of ``hard_fraction`` of the pairs the relevance
+      filter dropped, at most ``count`` (Sec. 3.2);
+    - ``ratio``: a uniform draw of ``rl_fraction`` of the kept pairs, at most ``count``
+      when given (Fig. 2, 80/20).
+
+    >>> df = pd.DataFrame({"pair_id": list("abcdefghij")})
+    >>> draw_rl("equidistant", df, df.iloc[:0], 3, hard_fraction=0.2, rl_fraction=0.2,
+    ...         rng=np.random.default_rng(0))["pair_id"].tolist()
+    ['b', 'f', 'i']
+    """
+    if rule == "equidistant":
+        n = min(count or 0, len(kept))
+        idx = [int((j + 0.5) * len(kept) / n) for j in range(n)] if n else []
+        return kept.iloc[idx]
+    pool, frac = (dropped, hard_fraction) if rule == "hard_examples" else (kept, rl_fraction)
+    n = round(frac * len(pool))
+    if count is not None:
+        n = min(n, count)
+    if not n:
+        return pool.iloc[:0]
+    return pool.iloc[np.sort(rng.choice(len(pool), size=n, replace=False))]
+
+
 def split_pairs(
     cfg: Config, filtered_path: str | Path, contrastive_path: str | Path, rl_path: str | Path
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split kept pairs into the contrastive set and the RL set.
+    """Split the pairs into the contrastive set and the RL set.
 
-    ``split.rule``: ``disjoint`` holds the RL pairs out of the contrastive set; ``overlap``
-    draws them from it and leaves them there. Datasets in ``exclude_from_contrastive`` never
-    enter the contrastive set (they may still feed RL).
+    RL pairs per dataset (:func:`rl_counts`) are drawn by ``split.rl_rule``
+    (:func:`draw_rl`: ``equidistant`` and ``ratio`` from the pairs the relevance filter
+    kept, ``hard_examples`` from those it dropped). ``split.rule``: ``disjoint`` holds the RL
+    pairs out of the contrastive set; ``overlap`` leaves them in it. Datasets in
+    ``exclude_from_contrastive`` never enter the contrastive set (they may still feed RL).
     """
     s = cfg.split
     table = _read_pairs(cfg, filtered_path, (*TCOTS, "relevant"), media="exists")
     df = table.df
     manifest = Manifest("split", cfg.sections(), [filtered_path])
     kept = df[df["relevant"]].drop(columns=["relevant"])
+    dropped = df[~df["relevant"]].drop(columns=["relevant"])
     known = set(df["dataset"])
     for key, names in (
-        ("rl_datasets", s.rl_datasets or []),
+        ("rl_counts" if s.rl_counts is not None else "rl_datasets", rl_counts(cfg, [])),
         ("exclude_from_contrastive", s.exclude_from_contrastive),
     ):
         unknown = sorted(set(names) - known)
@@ -147,15 +197,29 @@ def split_pairs(
             raise ConfigError(
                 f"split.{key}: unknown dataset(s) {unknown}; the data has: {sorted(known)}"
             )
-    rl_sets = s.rl_datasets if s.rl_datasets is not None else sorted(known)
+    counts = rl_counts(cfg, sorted(known))
     rng = np.random.default_rng(s.seed)
-    rl_parts = []
-    for name in sorted(rl_sets):
-        part = kept[kept["dataset"] == name]
-        n = min(s.rl_per_dataset, len(part))
-        if n:
-            rl_parts.append(part.iloc[np.sort(rng.choice(len(part), size=n, replace=False))])
+    named = s.rl_counts is not None or s.rl_rule != "ratio"
+    rl_parts = [
+        draw_rl(
+            s.rl_rule,
+            kept[kept["dataset"] == name],
+            dropped[dropped["dataset"] == name],
+            count if named else None,
+            hard_fraction=s.hard_fraction,
+            rl_fraction=s.rl_fraction,
+            rng=rng,
+        )
+        for name, count in counts.items()
+    ]
     rl = pd.concat(rl_parts) if rl_parts else kept.iloc[:0]
+    short = {
+        name: {"wanted": count, "drawn": int((rl["dataset"] == name).sum())}
+        for name, count in counts.items()
+        if named and int((rl["dataset"] == name).sum()) < count
+    }
+    if short:
+        log.warning("split: RL datasets with fewer pairs than wanted (%s): %s", s.rl_rule, short)
     contrastive = kept[~kept["dataset"].isin(s.exclude_from_contrastive)]
     if s.rule == "disjoint":
         contrastive = contrastive[~contrastive["pair_id"].isin(rl["pair_id"])]
@@ -164,6 +228,9 @@ def split_pairs(
     manifest.record(
         **table.manifest(),
         rule=s.rule,
+        rl_rule=s.rl_rule,
+        rl_wanted=counts,
+        rl_short=short,
         kept_pairs=len(kept),
         contrastive=len(contrastive),
         rl=len(rl),

@@ -268,6 +268,11 @@ class CachedEncoder:
                 batch_size=self.batch_size,
             )
             bar.update(len(chunk))
+            # inputs the length rule reduced (ume.inputs): "length:" problems of the batch
+            st.reduced += sum(
+                any(str(q).startswith("length:") for q in ps)
+                for ps in getattr(self.embedder, "last_problems", None) or []
+            )
             vecs = _to_numpy(vecs)
             if vecs.shape[0] != len(chunk):
                 raise DataError(
@@ -306,6 +311,7 @@ def make_encoder(
 ) -> CachedEncoder:
     """The Embedder at ``model_path`` (a model folder or a base ``backbone.json``), cached."""
     from ume.eval.reason import model_identity, resolve_model_folder
+    from ume.inputs import PixelBudget
     from ume.models.device import choose_device
     from ume.models.embedder import Embedder
 
@@ -313,6 +319,7 @@ def make_encoder(
     m = cfg.models.embedder
     dev = choose_device(m.dtype, m.attn_implementation, role="embedder")
     max_length = cfg.train_embedder.max_length
+    budget = PixelBudget.from_config(cfg.budgets)  # as in training: one budget for every role
     embedder = Embedder.from_pretrained(
         folder,
         dtype=dev.dtype,
@@ -320,12 +327,13 @@ def make_encoder(
         role="embedder",
         max_length=max_length,
         device=dev.device,
+        budget=budget,
     )
     identity = content_key(
         "embedder",
         model_identity(folder, identity_memo),
         code_identity(CODE_MODULES),
-        {"dtype": dev.dtype, "max_length": max_length},
+        {"dtype": dev.dtype, "max_length": max_length, "budgets": budget.to_dict()},
     )
     cache = EmbeddingCache(cache_root, embedder_namespace(identity))
     return CachedEncoder(embedder, identity, cache, batch_size=cfg.eval.batch_size)

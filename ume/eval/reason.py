@@ -271,9 +271,11 @@ def local_reasoner(
     attn_implementation: str = "sdpa",
     model: Any = None,
     processor: Any = None,
+    budget: Any = None,
 ) -> ChatReasoner:
     """A local transformers Reasoner (:class:`~ume.models.chat.LocalChatModel`), identified as
-    ``hf:<identity>`` (the checksum of its folder)."""
+    ``hf:<identity>`` (the checksum of its folder); ``budget``: the pixel budget of its
+    processor (config ``budgets``, :class:`~ume.inputs.PixelBudget`), part of the cache key."""
     from ume.models.chat import LocalChatModel
 
     chat = LocalChatModel(
@@ -286,6 +288,7 @@ def local_reasoner(
         seed=seed,
         model=model,
         processor=processor,
+        budget=budget,
     )
     params: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
@@ -297,6 +300,8 @@ def local_reasoner(
         "dtype": chat.dtype,
         "attn": chat.attn_implementation,
     }
+    if budget is not None:  # the resolution the Reasoner sees changes what it writes
+        params["budgets"] = budget.to_dict()
     if temperature > 0:
         params["seed"] = seed
     return ChatReasoner(
@@ -367,6 +372,10 @@ def make_reasoner(
     """The Reasoner of ``cfg.eval`` (backend ``hf`` from ``model_path``, or ``server``)."""
     ev = cfg.eval
     if ev.reasoner_backend == "server":
+        from ume.models.backbone import check_served_model
+
+        # the served name is the cache identity: it must be served, before any request
+        check_served_model(ev.server, "eval.server", what="Reasoner")
         return server_reasoner(
             ev.server, max_new_tokens=ev.max_new_tokens, temperature=ev.temperature
         )
@@ -380,6 +389,8 @@ def hf_reasoner(
 ) -> ChatReasoner:
     """The Reasoner at ``model_path`` in this process, with evaluation's settings (its T-CoTs
     share evaluation's cache: ``ume serve`` uses it too)."""
+    from ume.inputs import PixelBudget
+
     ev = cfg.eval
     folder = resolve_model_folder(model_path)
     m = cfg.models.reasoner
@@ -392,4 +403,5 @@ def hf_reasoner(
         batch_size=ev.batch_size,
         dtype=m.dtype,
         attn_implementation=m.attn_implementation,
+        budget=PixelBudget.from_config(cfg.budgets),
     )

@@ -31,6 +31,7 @@ class CacheStats:
     cached: int = 0  # distinct keys served from the cache
     tokens_generated: int = 0  # tokens written now (reasoning)
     tokens_cached: int = 0  # tokens the cache saved (reasoning)
+    reduced: int = 0  # inputs that gave up visual tokens to fit max_length (encoding)
     seconds: float = 0.0  # wall time, cache look-ups included
 
     def add(self, other: CacheStats) -> None:
@@ -49,6 +50,8 @@ class CacheStats:
         }
         if self.step == "reasoning":
             d |= {"tokens_generated": self.tokens_generated, "tokens_cached": self.tokens_cached}
+        else:  # the length rule of ume.inputs: visuals (or item text) given up, T-CoT kept
+            d["length_reduced"] = self.reduced
         d["seconds"] = self.seconds
         d["seconds_per_item"] = self.seconds / self.requested if self.requested else 0.0
         return d

@@ -12,8 +12,8 @@ and the manifest (:func:`is_main_process`).
 Configs in the repository (paths relative to the repository root):
 
 * ``workflow/deepspeed/zero2.json`` — DeepSpeed ZeRO-2 with the HF Trainer's ``"auto"``
-  values; the paper preset's ``train_embedder.deepspeed``; also usable by TRL's trainers
-  (``SFTConfig(deepspeed=...)``, ``GRPOConfig(deepspeed=...)``).
+  values; the paper preset's ``train_embedder.deepspeed``, ``sft.deepspeed`` and
+  ``egrl.deepspeed`` (TRL's ``SFTConfig(deepspeed=...)``, ``GRPOConfig(deepspeed=...)``).
 * ``workflow/accelerate/zero2.yaml`` — the same for ``accelerate launch`` by hand.
 """
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from ume.config import BackboneConfig
 from ume.errors import ConfigError, DataError, OfflineError
+from ume.inputs import PixelBudget, apply_budget, fit_chat_images
 from ume.offline import looks_like_hub_id, set_offline_env
 
 # model_type in config.json -> transformers class name (the Qwen-VL families ume supports).
@@ -168,11 +169,15 @@ def load_backbone(
     attn_implementation: str = "sdpa",
     role: str = "embedder",
     device: str | None = None,
+    budget: PixelBudget | None = None,
 ) -> tuple[Any, Any]:
     """Load ``(model, processor)`` from a local folder, offline, in eval mode.
 
     The model class comes from ``model_type`` in config.json (Qwen2-VL, Qwen2.5-VL, Qwen3-VL,
     Qwen3-VL-MoE); anything else raises :class:`ConfigError` naming ``models.<role>``.
+    ``budget``: the run's pixel budget (config ``budgets``), given to the processor
+    (:func:`ume.inputs.apply_budget`); None keeps the checkpoint's own bounds (a real
+    Qwen3-VL allows images of 16k tokens: every stage passes the budget).
     """
     set_offline_env()
     folder = Path(folder)
@@ -212,7 +217,7 @@ def load_backbone(
     if device:
         model.to(device)
     model.eval()
-    processor = _load_processor(folder, model_type, role)
+    processor = apply_budget(_load_processor(folder, model_type, role), budget)
     return model, processor
 
 
@@ -330,7 +335,8 @@ def chat_generate(
                 _text_only_template(conv), tokenize=False, add_generation_prompt=True
             )
         )
-        images += conversation_images(conv)
+        # frames (image parts labelled "Frame k:") to the per-frame budget, others to the image one
+        images += fit_chat_images(conv, conversation_images(conv), processor)
     inputs = processor(
         text=texts,
         images=images or None,
@@ -358,3 +364,82 @@ def chat_generate(
         out_ids = model.generate(**inputs, **gen_kwargs)
     new = out_ids[:, inputs["input_ids"].shape[1] :].tolist()
     return [decode_completion(tokenizer, row, stop_ids) for row in new]
+
+
+# --------------------------------------------------------------------------- processors, servers
+def load_processor(folder: str | Path, *, role: str, budget: PixelBudget | None = None):
+    """The processor of a model folder alone (no weights), with the pixel budget: what a
+    client needs to prepare inputs for a server that serves that model."""
+    set_offline_env()
+    folder = Path(folder)
+    return apply_budget(_load_processor(folder, _model_type(folder, role), role), budget)
+
+
+def served_models(url: str, *, api_key: str | None = None, timeout_s: float = 30.0) -> list[dict]:
+    """``GET {url}/models`` of an OpenAI-compatible server: its ``data`` entries (``id``; vLLM
+    adds ``root``, the weights it loaded)."""
+    import urllib.request
+
+    req = urllib.request.Request(url.rstrip("/") + "/models")
+    if api_key:
+        req.add_header("Authorization", f"Bearer {api_key}")
+    with urllib.request.urlopen(req, timeout=timeout_s) as r:
+        body = json.loads(r.read().decode("utf-8"))
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise ValueError(f"{url}/models answered without a 'data' list: {str(body)[:200]}")
+    return [m for m in data if isinstance(m, dict)]
+
+
+def _same_weights(root: str, expected: Path) -> bool:
+    """Does a server's ``root`` name the folder ``expected``? The same path when the server's
+    file system is this one; else the same last three path components (a cluster mounts one
+    folder under different prefixes)."""
+    r = Path(root).expanduser()
+    if r.exists() and expected.exists():
+        return r.resolve() == expected.resolve()
+    tail = 3
+    return Path(root).parts[-tail:] == expected.resolve().parts[-tail:]
+
+
+def check_served_model(
+    cfg: Any, key: str, expected: str | Path | None = None, *, what: str = ""
+) -> dict:
+    """Before any request: the server at ``<key>.url`` serves ``<key>.model``, and, when the
+    server names its weights (vLLM's ``root``) and ``expected`` (a model folder, e.g.
+    ``models.discriminator.path`` or the trained Embedder) is given, those are the weights.
+
+    The served name is a cache identity (T-CoTs, embeddings): a name that is not served, or
+    that serves other weights than the config says, is a :class:`ConfigError` naming the key
+    (``what`` names the expected model in the message). Returns the served entry."""
+    import os
+    import urllib.error
+
+    try:
+        models = served_models(
+            cfg.url, api_key=os.environ.get(cfg.api_key_env), timeout_s=min(cfg.timeout_s, 60.0)
+        )
+    except (OSError, urllib.error.URLError, ValueError) as e:
+        raise ConfigError(
+            f"{key}.url = {cfg.url!r}: cannot list the served models ({e}); start the server, "
+            f"or fix {key}.url"
+        ) from e
+    by_id = {str(m.get("id")): m for m in models}
+    if cfg.model not in by_id:
+        raise ConfigError(
+            f"{key}.model = {cfg.model!r} is not served by {cfg.url} (it serves "
+            f"{sorted(by_id) or 'nothing'}); the served name is the cache identity: set "
+            f"{key}.model to the --served-model-name the server was started with, or restart it "
+            "under the configured name"
+        )
+    entry = by_id[cfg.model]
+    root = entry.get("root")
+    if expected is not None and isinstance(root, str) and root:
+        exp = Path(expected)
+        if not _same_weights(root, exp):
+            raise ConfigError(
+                f"{key}.model = {cfg.model!r}: the server at {cfg.url} serves it from {root}, "
+                f"but the configured {what or 'model'} is {exp}; serve {exp} under that name, "
+                f"or point {key} at the server that does (one name per weights)"
+            )
+    return entry

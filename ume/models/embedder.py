@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from ume.config import LoraConfig
 from ume.errors import ConfigError, DataError
-from ume.inputs import EMB_TOKEN, BuiltInput, build_input, collate, input_length
+from ume.inputs import EMB_TOKEN, BuiltInput, PixelBudget, build_input, collate, input_length
 from ume.io import atomic_path
 from ume.items import Item
 from ume.models.backbone import SUPPORTED_MODEL_TYPES, load_backbone
@@ -72,14 +72,21 @@ class Embedder(torch.nn.Module):
         role: str = "embedder",
         max_length: int | None = None,
         device: str | None = None,
+        budget: PixelBudget | None = None,
     ) -> Embedder:
         """Load a local backbone folder; with an enabled ``lora``, add fresh adapters.
 
         Without LoRA (``lora`` None or ``enabled: false``) every parameter but the vision
-        tower's stays trainable (full fine-tuning).
+        tower's stays trainable (full fine-tuning). ``budget``: the pixel budget of its
+        processor (config ``budgets``; see :func:`~ume.models.backbone.load_backbone`).
         """
         model, processor = load_backbone(
-            folder, dtype=dtype, attn_implementation=attn_implementation, role=role, device=device
+            folder,
+            dtype=dtype,
+            attn_implementation=attn_implementation,
+            role=role,
+            device=device,
+            budget=budget,
         )
         emb = cls(model, processor, max_length=max_length, role=role)
         if lora is not None and lora.enabled:

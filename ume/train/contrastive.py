@@ -85,8 +85,33 @@ CURVE_COLUMNS = (
     "inputs_tcot",
     "inputs_evidence",
 )
-PROBLEM_KEYS = ("inputs", "inputs_with_problems", "inputs_visual", "inputs_tcot", "inputs_evidence")
+PROBLEM_KEYS = (
+    "inputs",
+    "inputs_with_problems",
+    "inputs_visual",
+    "inputs_tcot",
+    "inputs_evidence",
+    "inputs_length",  # visual tokens (or item text) given up to fit train_embedder.max_length
+)
+#: The accelerate version whose private ``GradientState._set_sync_gradients``
+#: :meth:`ContrastiveTrainer._backward` calls under DeepSpeed (envs/gpu.yaml and
+#: envs/requirements-cpu.txt pin it; tests/unit/test_pins.py fails on another one).
+ACCELERATE_VERSION = "1.15.0"
 MAX_PROBLEM_EXAMPLES = 20
+
+
+def check_accelerate_version() -> None:
+    """Refuse an accelerate whose private ``_set_sync_gradients`` the DeepSpeed path of the
+    contrastive trainer was not written for."""
+    import accelerate
+
+    if accelerate.__version__ != ACCELERATE_VERSION:
+        raise ConfigError(
+            f"train_embedder.deepspeed: the contrastive trainer calls accelerate "
+            f"{ACCELERATE_VERSION}'s private GradientState._set_sync_gradients but accelerate "
+            f"{accelerate.__version__} is installed: install accelerate=={ACCELERATE_VERSION} "
+            "(envs/gpu.yaml pins it), or port ContrastiveTrainer._backward and move the pins"
+        )
 
 
 class TrainingInterrupted(RuntimeError):
@@ -142,11 +167,20 @@ class BatchBuilder:
         bad: list[dict[str, Any]] = []
         groups = []
         for side in self.sides:
-            built = []
-            for ex in examples:
-                b = build_input(
+            built = [
+                build_input(
                     ex[side], ex[f"{side}_tcot"], mode=self.mode, frame_base=self.frame_base
                 )
+                for ex in examples
+            ]
+            # collate first: the length rule adds its "length:" problems to the inputs
+            groups.append(
+                [
+                    collate(list(c), self.processor, max_length=self.max_length)
+                    for c in chunk(built, self.chunk_size)
+                ]
+            )
+            for ex, b in zip(examples, built, strict=True):
                 counts["inputs"] += 1
                 if b.problems:
                     counts["inputs_with_problems"] += 1
@@ -154,13 +188,6 @@ class BatchBuilder:
                         counts[f"inputs_{kind}"] += 1
                     if len(bad) < MAX_PROBLEM_EXAMPLES:
                         bad.append({"pair_id": ex["pair_id"], "side": side, "problems": b.problems})
-                built.append(b)
-            groups.append(
-                [
-                    collate(list(c), self.processor, max_length=self.max_length)
-                    for c in chunk(built, self.chunk_size)
-                ]
-            )
         return {
             "groups": groups,
             "pairs": len(examples),
@@ -219,6 +246,8 @@ class ContrastiveTrainer(Trainer):
     def _backward(self, surrogate: torch.Tensor, is_last: bool) -> None:
         if self.is_deepspeed_enabled:
             # DeepSpeed reduces and steps at its accumulation boundary: the last chunk.
+            # (_set_sync_gradients is private: written for accelerate ACCELERATE_VERSION.)
+            check_accelerate_version()
             state = self.accelerator.gradient_state
             state._set_sync_gradients(is_last)
             try:
@@ -478,7 +507,7 @@ def train_embedder(
     """
     from transformers import set_seed
 
-    from ume.inputs import check_mode
+    from ume.inputs import PixelBudget, check_mode
     from ume.launch.distributed import resolve_config
     from ume.models.embedder import Embedder
     from ume.models.stage import read_backbone, record_path
@@ -505,6 +534,8 @@ def train_embedder(
     deepspeed = resolve_config(tc.deepspeed)
     if deepspeed is not None and not deepspeed.is_file():
         raise ConfigError(f"train_embedder.deepspeed: {tc.deepspeed} not found")
+    if deepspeed is not None:
+        check_accelerate_version()  # before the model loads, not at the first backward
     inputs = [contrastive_parquet, base_backbone_json, datasets_json]
     manifest = Manifest("train_embedder", cfg.sections(), [p for p in inputs if p])
 
@@ -560,6 +591,7 @@ def train_embedder(
         lora=tc.lora if tc.lora.enabled else None,
         role="embedder",
         max_length=tc.max_length,
+        budget=PixelBudget.from_config(cfg.budgets),
     )
     if tc.gradient_checkpointing:
         _enable_checkpointing(embedder)
@@ -601,6 +633,13 @@ def train_embedder(
                 "dtype": cfg.models.embedder.dtype,
                 "attn_implementation": cfg.models.embedder.attn_implementation,
                 "weights_sha256": checksum(model_dir),
+                # what the Embedder was trained on: EG-RL's outcome reward embeds the same
+                "input": {
+                    "tcot_input": tc.tcot_input,
+                    "max_length": tc.max_length,
+                    "frame_base": DEFAULT_FRAME_BASE,
+                    "budgets": cfg.budgets.model_dump(),
+                },
             },
         )
         rows = curve_rows(trainer.state.log_history)
@@ -624,6 +663,7 @@ def train_embedder(
             dtype=dev.dtype,
             attn_implementation=dev.attn_implementation,
             deepspeed=str(deepspeed) if deepspeed else None,
+            budgets=cfg.budgets.model_dump(),
             resumed_from=Path(last).name if last else None,
             trainable_parameters=sum(p.numel() for p in embedder.parameters() if p.requires_grad),
             first={k: rows[0][k] for k in ("loss", "accuracy")} if rows else None,

@@ -17,9 +17,18 @@ the other pairs of the same step (method.md, stage 3). So:
    TRL's ``RepeatSampler`` with the same contract (each index repeated G times in a row,
    each generation batch repeated ``num_iterations x steps_per_generation`` times) but
    builds every generation batch from *one dataset* and from *complete pairs*: both rows
-   of each pair, ``per_device_batch_size x steps_per_generation`` pairs per process, and
-   one dataset for all processes of a step. Each process thus sees whole pairs in its local
-   generation batch, which is what its reward functions receive.
+   of each pair, ``egrl.pairs_per_device`` pairs per process, and one dataset for all
+   processes of a step. Each process thus sees whole pairs in its local generation batch,
+   which is what its reward functions receive.
+4. **TRL's batch layout** (:func:`batch_layout`). One optimisation step is one generation
+   batch: ``per_device_train_batch_size = micro_batch_groups x G`` rollouts per forward /
+   backward pass (one prompt group, or a few), ``gradient_accumulation_steps =
+   steps_per_generation = 2 x pairs_per_device / micro_batch_groups`` micro-batches, so that
+   TRL generates ``2 x G x pairs_per_device`` rollouts per process at once (what the rewards
+   see) and trains on them G (or a few G) sequences at a time.
+5. **False negatives** (:func:`pair_labels`): pairs of a dataset that share their query or
+   their positive (a class label, an image with several captions) carry one ``label``; the
+   rewards mask them for each other.
 3. **Rewards that read the structure from the columns.** The outcome and process rewards
    (:mod:`ume.train.rewards`) split the batch by ``side``, embed every rollout once with the
    frozen Embedder (shared input builder, evidence crops and key frames included), and
@@ -29,7 +38,10 @@ the other pairs of the same step (method.md, stage 3). So:
 
 The dataset has an ``images`` column; TRL does not accept a batch that mixes prompts with
 and without images (a text query beside an image positive), which :class:`EGRLTrainer`
-fixes by giving text-only prompts an empty image list.
+fixes by giving text-only prompts an empty image list; it also fits every prompt image to
+the pixel budget (frames to the per-frame budget) and within ``egrl.max_prompt_length``
+before TRL processes it. Both go through private TRL methods, written for
+:data:`TRL_VERSION` (pinned in envs/gpu.yaml; :func:`check_trl_version`).
 
 Rollouts come from vLLM (``egrl.use_vllm``) when CUDA and vllm are present, else from HF
 generate. Output: ``<out>/model`` (LoRA merged), ``backbone.json``, ``train_log.csv/png``
@@ -52,6 +64,8 @@ from torch.utils.data import Sampler
 
 from ume.config import Config, EGRLConfig
 from ume.errors import ConfigError, DataError
+from ume.fingerprints import bytes_sha256
+from ume.inputs import check_tcot_fits, fit_chat_to_length
 from ume.io import Manifest, write_json
 from ume.items import Item
 from ume.launch.resumable import checkpoint_dir, resume_point
@@ -68,12 +82,60 @@ from ume.train.rewards import (
 
 log = logging.getLogger(__name__)
 
+#: The TRL version whose private ``GRPOTrainer._generate``,
+#: ``_generate_and_score_completions`` and ``_get_per_token_logps_and_entropies``
+#: :class:`EGRLTrainer` overrides (envs/gpu.yaml and
+#: envs/requirements-cpu.txt pin it; tests/unit/test_pins.py fails on another one).
+TRL_VERSION = "1.16.0"
+
+
+def check_trl_version() -> None:
+    """Refuse a TRL whose private methods the trainer was not written for."""
+    import trl
+
+    if trl.__version__ != TRL_VERSION:
+        raise ConfigError(
+            f"EG-RL overrides private methods of TRL {TRL_VERSION} (GRPOTrainer._generate, "
+            "_generate_and_score_completions, _get_per_token_logps_and_entropies) but TRL "
+            f"{trl.__version__} is installed: install "
+            f"trl=={TRL_VERSION} (envs/gpu.yaml pins it), or port EGRLTrainer in "
+            "ume/train/egrl.py and move the pins"
+        )
+
 
 # --------------------------------------------------------------------------- data
+def pair_labels(df: pd.DataFrame) -> list[str]:
+    """Per pair (row of ``df``): a label shared by the pairs of its dataset that it shares a
+    query or a positive with, directly or through another pair (connected components), so
+    that the rewards never take such a pair as a negative (false negatives of
+    classification sets: many images, one class name as positive)."""
+    parent = list(range(len(df)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    recs = df.to_dict("records")
+    seen: dict[tuple[str, str, str], int] = {}
+    for i, r in enumerate(recs):
+        for side in (QUERY, TARGET):
+            key = (str(r["dataset"]), side, item_json(Item.from_row(r, side)))
+            j = seen.setdefault(key, i)
+            if j != i:
+                parent[find(i)] = find(j)
+    return [
+        f"{recs[find(i)]['dataset']}:{bytes_sha256(str(recs[find(i)]['pair_id']).encode())[:16]}"
+        for i in range(len(recs))
+    ]
+
+
 def rl_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
     """Two TRL rows per pair (query side, positive side) with the columns the rewards read."""
     rows = []
-    for r in df.to_dict("records"):
+    labels = pair_labels(df)
+    for r, label in zip(df.to_dict("records"), labels, strict=True):
         for side in (QUERY, TARGET):
             item = Item.from_row(r, side)
             prompt, images = reasoner_common.prompt_and_images(
@@ -87,6 +149,7 @@ def rl_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
                     "side": side,
                     "dataset": str(r["dataset"]),
                     "item": item_json(item),
+                    "label": label,
                 }
             )
     return rows
@@ -140,9 +203,10 @@ class PairBatchSampler(Sampler[int]):
         if not self.pairs:
             most = max((len(p) for p in pair_index.values()), default=0)
             raise ConfigError(
-                f"egrl.per_device_batch_size: a step needs {need} pairs of one dataset "
-                f"({self.block} per block x {self.procs} processes) but the largest RL dataset "
-                f"has {most}; lower egrl.per_device_batch_size (or gradient_accumulation_steps)"
+                f"egrl.pairs_per_device: a step needs {need} pairs of one dataset "
+                f"({self.block} per process x {self.procs} processes) but the largest RL "
+                f"dataset has {most}; lower egrl.pairs_per_device, or draw more RL pairs "
+                "(split.rl_counts / split.rl_per_dataset)"
             )
 
     def set_epoch(self, epoch: int) -> None:
@@ -195,6 +259,8 @@ def egrl_trainer_class():
     class EGRLTrainer(GRPOTrainer):
         pairs_per_block = 1
         pair_seed = 0
+        prompt_limit: int | None = None  # egrl.max_prompt_length
+        prompts_lowered = 0  # prompts whose images were lowered to fit it
 
         def _get_train_sampler(self, dataset=None):
             ds = dataset if dataset is not None else self.train_dataset
@@ -206,6 +272,100 @@ def egrl_trainer_class():
                 repeat=self.num_iterations * self.args.steps_per_generation,
                 seed=self.pair_seed,
             )
+
+        def _generate_and_score_completions(self, inputs):
+            # Every prompt image fitted to the pixel budget (frames: the per-frame budget) and
+            # the prompt within egrl.max_prompt_length (resolution gives way), before TRL
+            # hands the images to the processor (TRL 1.16: a list of row dicts).
+            for x in inputs:
+                images = x.get("images")
+                if images:
+                    x["images"], note = fit_chat_to_length(
+                        x["prompt"],
+                        list(images),
+                        self.processing_class,
+                        self.prompt_limit or 10**9,
+                        key="egrl.max_prompt_length",
+                    )
+                    type(self).prompts_lowered += note is not None
+            return super()._generate_and_score_completions(inputs)
+
+        def _get_per_token_logps_and_entropies(
+            self,
+            model,
+            input_ids,
+            attention_mask,
+            logits_to_keep,
+            batch_size=None,
+            compute_entropy=False,
+            compute_aux_loss=False,
+            pixel_values=None,
+            image_grid_thw=None,
+            num_images=None,
+            **kw,
+        ):
+            # TRL runs the model on chunks of batch_size rows (one prompt group of G rollouts
+            # with batch_layout) and slices the images per chunk; a chunk of text-only prompts
+            # (a text query's group) would hand the vision tower an empty tensor. Such a chunk
+            # goes without images; chunks with images are TRL's own.
+            parent = super()._get_per_token_logps_and_entropies
+            args = (model, input_ids, attention_mask, logits_to_keep)
+            per_row = ("token_type_ids", "mm_token_type_ids")
+            n = input_ids.size(0)
+            bs = batch_size or n
+            plain = (
+                pixel_values is None
+                or image_grid_thw is None
+                or num_images is None
+                or any(v is not None for k, v in kw.items() if k not in per_row)
+                or all(sum(num_images[i : i + bs]) for i in range(0, n, bs))
+            )
+            if plain:
+                return parent(
+                    *args,
+                    batch_size=batch_size,
+                    compute_entropy=compute_entropy,
+                    compute_aux_loss=compute_aux_loss,
+                    pixel_values=pixel_values,
+                    image_grid_thw=image_grid_thw,
+                    num_images=num_images,
+                    **kw,
+                )
+            import torch
+
+            img_at = [0, *torch.tensor(num_images).cumsum(0).tolist()]
+            row_at = [0, *image_grid_thw.prod(-1).cumsum(0).tolist()]
+            logps, ents, auxs = [], [], []
+            for start in range(0, n, bs):
+                end = min(start + bs, n)
+                i0, i1 = img_at[start], img_at[end]
+                images = (
+                    {
+                        "pixel_values": pixel_values[row_at[i0] : row_at[i1]],
+                        "image_grid_thw": image_grid_thw[i0:i1],
+                        "num_images": list(num_images[start:end]),
+                    }
+                    if i1 > i0
+                    else {}
+                )
+                rows = {k: (v[start:end] if v is not None else None) for k, v in kw.items()}
+                lp, ent, aux = parent(
+                    model,
+                    input_ids[start:end],
+                    attention_mask[start:end],
+                    logits_to_keep,
+                    batch_size=None,
+                    compute_entropy=compute_entropy,
+                    compute_aux_loss=compute_aux_loss,
+                    **images,
+                    **rows,
+                )
+                logps.append(lp)
+                ents.append(ent)
+                auxs.append(aux)
+            entropies = torch.cat(ents, 0) if compute_entropy else None
+            aux_loss = torch.stack(auxs).mean() if compute_aux_loss else None
+            return torch.cat(logps, 0), entropies, aux_loss
 
         def _generate(self, prompts):
             # TRL marks a prompt without images as None, and the processor rejects a batch
@@ -292,13 +452,31 @@ def _use_vllm(cfg: EGRLConfig) -> bool:
     return False
 
 
+def batch_layout(g: EGRLConfig) -> dict[str, int]:
+    """TRL's batch arguments for ``g`` (module docstring, 4): per-device batch of
+    ``micro_batch_groups`` prompt groups, gradient accumulation and generation covering the
+    ``2 x pairs_per_device`` prompt groups of one optimisation step.
+
+    >>> batch_layout(EGRLConfig(num_generations=8, pairs_per_device=8))
+    {'per_device_train_batch_size': 8, 'gradient_accumulation_steps': 16, 'steps_per_generation': 16}
+    """
+    steps = 2 * g.pairs_per_device // g.micro_batch_groups
+    return {
+        "per_device_train_batch_size": g.micro_batch_groups * g.num_generations,
+        "gradient_accumulation_steps": steps,
+        "steps_per_generation": steps,
+    }
+
+
 def grpo_args(cfg: Config, checkpoints: Path, weights: list[float]):
-    """TRL ``GRPOConfig`` of the run (batch in rollouts: 2 sides x G x pairs)."""
+    """TRL ``GRPOConfig`` of the run (:func:`batch_layout`; ``egrl.deepspeed``)."""
     from trl import GRPOConfig
 
     from ume.models.device import choose_device
 
     g, m = cfg.egrl, cfg.models.reasoner
+    dev = choose_device(m.dtype, m.attn_implementation, role="reasoner")
+    deepspeed = reasoner_common.deepspeed_file("egrl.deepspeed", g.deepspeed, dev.gpu)
     vllm = _use_vllm(g)
     extra: dict[str, Any] = {}
     if vllm:
@@ -311,8 +489,7 @@ def grpo_args(cfg: Config, checkpoints: Path, weights: list[float]):
             extra["vllm_server_base_url"] = g.vllm_server_url
     return GRPOConfig(
         output_dir=str(checkpoints),
-        per_device_train_batch_size=2 * g.num_generations * g.per_device_batch_size,
-        gradient_accumulation_steps=g.gradient_accumulation_steps,
+        **batch_layout(g),
         num_generations=g.num_generations,
         max_completion_length=g.max_completion_length,
         temperature=g.temperature,
@@ -326,6 +503,7 @@ def grpo_args(cfg: Config, checkpoints: Path, weights: list[float]):
         max_steps=g.max_steps if g.max_steps is not None else -1,
         reward_weights=weights,
         gradient_checkpointing=g.gradient_checkpointing,
+        deepspeed=deepspeed,
         logging_steps=1,
         save_strategy="steps",
         save_steps=g.save_steps,
@@ -338,7 +516,7 @@ def grpo_args(cfg: Config, checkpoints: Path, weights: list[float]):
         disable_tqdm=True,
         log_completions=False,
         **extra,
-        **choose_device(m.dtype, m.attn_implementation, role="reasoner").trainer_flags(),
+        **dev.trainer_flags(),
     )
 
 
@@ -362,11 +540,14 @@ def train_egrl(
     resumption folder (default :func:`~ume.launch.resumable.checkpoint_dir`; resumed only under
     the same :func:`~ume.train.reasoner_common.fingerprint`).
     ``embedder_backend`` / ``discriminator_backend``: ready backends instead (tests).
+    The Embedder's record (``embedder``, also with a server backend) says what it was trained
+    on: the rewards embed rollouts in that input mode, token limit and pixel budget.
     """
     from ume.models.backbone import load_backbone
     from ume.models.device import choose_device
     from ume.train import reward_models
 
+    check_trl_version()
     g = cfg.egrl
     out_dir = Path(out_dir)
     ckpt = checkpoint_dir(out_dir, checkpoints)
@@ -377,26 +558,52 @@ def train_egrl(
     if train_df.empty:
         raise DataError(f"{rl_path}: no RL pairs left to train on")
 
-    if embedder_backend is None and (g.use_outcome_reward or g.use_process_reward):
+    budget = reasoner_common.budget(cfg)
+    pairwise = g.use_outcome_reward or g.use_process_reward
+    emb_input = reward_models.embedder_input(embedder)
+    if pairwise and emb_input.max_length is not None:
+        # a rollout of egrl.max_completion_length tokens must fit the Embedder's input whole
+        check_tcot_fits(
+            emb_input.max_length,
+            {"egrl.max_completion_length": g.max_completion_length},
+            emb_input.budget or budget,
+        )
+    if embedder_backend is None and pairwise:
         m = cfg.models.embedder
         folder = reasoner_common.model_folder(embedder) if embedder else None
         embedder_backend = reward_models.make_embedder(
-            g, folder, dtype=m.dtype, attn=m.attn_implementation
+            g, folder, dtype=m.dtype, attn=m.attn_implementation, settings=emb_input
         )
     if discriminator_backend is None and g.use_process_reward:
         m = cfg.models.discriminator
         folder = reasoner_common.model_folder(discriminator) if discriminator else None
         discriminator_backend = reward_models.make_discriminator(
-            g, folder, dtype=m.dtype, attn=m.attn_implementation
+            g,
+            folder,
+            dtype=m.dtype,
+            attn=m.attn_implementation,
+            budget=budget,
+            expected=m.path if m.source == "path" else None,
         )
-    scorer = make_scorer(g, embedder_backend, discriminator_backend, seed=cfg.seed)
+    scorer = make_scorer(
+        g,
+        embedder_backend,
+        discriminator_backend,
+        seed=cfg.seed,
+        mode=emb_input.mode,
+        frame_base=emb_input.frame_base,
+    )
     funcs, weights = reward_functions(g, scorer)
 
     start = reasoner_common.model_folder(reasoner)
     bcfg = cfg.models.reasoner
     dev = choose_device(bcfg.dtype, bcfg.attn_implementation, role="reasoner")
     model, processor = load_backbone(
-        start, dtype=dev.dtype, attn_implementation=dev.attn_implementation, role="reasoner"
+        start,
+        dtype=dev.dtype,
+        attn_implementation=dev.attn_implementation,
+        role="reasoner",
+        budget=budget,
     )
     start_heldout = heldout_scores(model, processor, held_df, scorer, g)
     model.train()
@@ -406,8 +613,11 @@ def train_egrl(
 
     args = grpo_args(cfg, ckpt, weights)
     Trainer = egrl_trainer_class()
-    Trainer.pairs_per_block = g.per_device_batch_size * args.steps_per_generation
+    # one generation batch per optimisation step (batch_layout): a process's block of the
+    # step is its pairs_per_device pairs, 2 x G x pairs_per_device rollouts
+    Trainer.pairs_per_block = g.pairs_per_device
     Trainer.pair_seed = cfg.seed
+    Trainer.prompt_limit = g.max_prompt_length
     trainer = Trainer(
         model=model,
         processing_class=processor,
@@ -452,10 +662,17 @@ def train_egrl(
         resumed_from=resume,
         train_seconds=round(seconds, 2),
         seconds_per_step=round(seconds / max(1, steps_run), 3),
-        rollouts_per_step=2
-        * g.num_generations
-        * g.per_device_batch_size
-        * g.gradient_accumulation_steps,
+        rollouts_per_step=2 * g.num_generations * g.pairs_per_device * args.world_size,
+        trl_batch={
+            **batch_layout(g),
+            "generation_batch_size": args.generation_batch_size,
+            "num_generations": args.num_generations,
+            "world_size": args.world_size,
+        },
+        deepspeed=args.deepspeed,
+        embedder_input=emb_input.to_dict(),
+        budgets=cfg.budgets.model_dump(),
+        prompts_lowered=Trainer.prompts_lowered,
         vllm=bool(args.use_vllm),
         reward_summary=reasoner_common.log_summary(log_rows, "reward"),
         scorer=scorer.totals,

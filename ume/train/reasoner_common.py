@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from ume.config import BackboneConfig, Config, LoraConfig
+from ume.errors import ConfigError, DataError
 from ume.fingerprints import checksum, fingerprint_of, input_identity
+from ume.inputs import PixelBudget, fit_chat_images, fit_chat_to_length
 from ume.io import atomic_path, write_json, write_text
 from ume.items import Item
 from ume.models.stage import record_path
@@ -83,6 +85,96 @@ def image_dataset(rows: list[dict[str, Any]]):
 
     ds = Dataset.from_list(rows)
     return ds.cast_column("images", List(Image()))
+
+
+# --------------------------------------------------------------------------- budgets, DeepSpeed
+def budget(cfg: Config) -> PixelBudget:
+    """The run's pixel budget (config ``budgets``), for every processor a stage loads."""
+    return PixelBudget.from_config(cfg.budgets)
+
+
+def deepspeed_file(key: str, value: str | None, gpu: bool) -> str | None:
+    """The DeepSpeed config file of ``key`` (``sft.deepspeed``, ``egrl.deepspeed``) for TRL's
+    config, resolved like ``train_embedder.deepspeed``; a missing file, or DeepSpeed on a
+    machine without GPUs, is a :class:`~ume.errors.ConfigError` naming the key."""
+    from ume.launch.distributed import resolve_config
+
+    path = resolve_config(value)
+    if path is None:
+        return None
+    if not path.is_file():
+        raise ConfigError(
+            f"{key}: {value} not found; give a DeepSpeed JSON (workflow/deepspeed/zero2.json, "
+            "zero3.json) or null"
+        )
+    try:
+        stage = json.loads(path.read_text()).get("zero_optimization", {}).get("stage", 0)
+    except (OSError, json.JSONDecodeError, AttributeError) as e:
+        raise ConfigError(f"{key}: {value} is not a DeepSpeed JSON ({e})") from e
+    if stage == 3:
+        # save_reasoner merges LoRA and saves from rank 0's copy of the weights, which ZeRO-3
+        # partitions across ranks: the saved model would be empty
+        raise ConfigError(
+            f"{key}: {value} is ZeRO-3, but the Reasoner stages save from rank 0's whole "
+            "weights, which ZeRO-3 partitions; use ZeRO-2 (workflow/deepspeed/zero2.json)"
+        )
+    if not gpu:
+        raise ConfigError(f"{key} = {value!r} needs GPUs; set it to null on CPU")
+    return str(path)
+
+
+def vision_collator(processor, max_length: int | None, key: str):
+    """TRL's vision collator for prompt-completion rows, with the length rule of the Reasoner's
+    chats: every image fitted to its pixel budget (frames to the per-frame budget), and an
+    example whose prompt + completion exceeds ``max_length`` has its images lowered toward the
+    minimum (:func:`ume.inputs.fit_chat_to_length`) instead of TRL cutting the T-CoT it
+    imitates; an example that cannot fit even so is left out of its batch. Counts:
+    ``.lowered`` and ``.dropped`` (the stage's manifest records them)."""
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
+
+    class BudgetedCollator(DataCollatorForVisionLanguageModeling):
+        lowered = 0
+        dropped = 0
+
+        def torch_call(self, examples):
+            kept = []
+            for ex in examples:
+                images = ex.get("images") or []
+                if not images or self.max_length is None:
+                    ex["images"] = fit_chat_images(ex["prompt"], images, self.processor)
+                    kept.append(ex)
+                    continue
+                completion = "".join(
+                    part.get("text") or ""
+                    for m in ex["completion"]
+                    for part in (m["content"] if isinstance(m["content"], list) else [])
+                )
+                # the completion's tokens and its end of turn
+                n_completion = (
+                    len(self.processor.tokenizer.encode(completion, add_special_tokens=False)) + 2
+                )
+                try:
+                    ex["images"], note = fit_chat_to_length(
+                        ex["prompt"],
+                        images,
+                        self.processor,
+                        self.max_length - n_completion,
+                        key=key,
+                    )
+                except DataError as e:
+                    self.dropped += 1
+                    log.warning("%s: an example left out of its batch: %s", key, e)
+                    continue
+                self.lowered += note is not None
+                kept.append(ex)
+            if not kept:
+                raise DataError(
+                    f"no example of a batch fits {key} = {self.max_length} with its images at "
+                    "their minimum budget; raise it"
+                )
+            return super().torch_call(kept)
+
+    return BudgetedCollator(processor=processor, max_length=max_length, completion_only_loss=True)
 
 
 # --------------------------------------------------------------------------- models

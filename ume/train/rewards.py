@@ -14,8 +14,9 @@ scored against every target rollout of the batch (own pair = positives, other pa
 negatives) and, symmetrically, a target rollout against every query rollout.
 
 Outcome, for a rollout i with similarities s_j to the other side's rollouts (Embedder
-inputs built by :func:`ume.inputs.build_input` in mode ``full``: T-CoT *with* the evidence
-crops and key frames)::
+inputs built by :func:`ume.inputs.build_input` in the input mode, token limit and pixel
+budget the Embedder was trained with, read from its stage record; ``full``: T-CoT *with* the
+evidence crops and key frames)::
 
     margin(i) = mean_{j in P} s_j - sum_{j in N} softmax(s_N / tau)_j * s_j   (plain mean
                 over N when weighted_negatives is false; 0 when N is empty)
@@ -24,6 +25,12 @@ crops and key frames)::
 
 A candidate is "in the top k" when fewer than k candidates have a strictly higher
 similarity (ties count in favour, so a constant Embedder gives Acc 1 and margin 0).
+
+False negatives: pairs of one step that share their query or their positive (classification
+sets: two images of one class have the same label as positive; I2T sets: one image with
+several captions) carry the same ``label`` column (:func:`ume.train.egrl.rl_rows`). Another
+pair of the same label is neither a positive nor a negative of a rollout: it is left out of
+N, of the top-k ranking and of the Discriminator's candidates (counted: ``masked``).
 
 Process: the Discriminator sees rollout i's T-CoT and candidates = the other side's rollouts
 of its own pair (positives) + the ``hard_negatives`` hardest other pairs (each pair
@@ -151,10 +158,13 @@ def outcome_terms(
     acc: str = "all_in_topk",
     tau: float = 0.5,
     weighted: bool = True,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
 ) -> OutcomeTerms:
     """Outcome reward terms of each row of ``sim`` [R, C] against its columns.
 
-    Column j is a positive of row i when ``col_groups[j] == row_groups[i]``.
+    Column j is a positive of row i when ``col_groups[j] == row_groups[i]``; with labels, a
+    column of another group with the row's label is masked (neither positive nor negative).
 
     >>> t = outcome_terms(torch.tensor([[0.9, 0.5, 0.7, 0.1]]), ["a"], ["a", "a", "b", "b"],
     ...                   acc="fraction_half")
@@ -174,7 +184,9 @@ def outcome_terms(
         if k == 0:
             continue
         has_pos[i] = True
-        s = sim[i]
+        keep = ~_masked(row_groups[i], row_labels, i, cols, col_labels)
+        s = sim[i][keep]
+        pos = pos[keep]
         s_pos, s_neg = s[pos], s[~pos]
         if s_neg.numel():
             w = (
@@ -192,17 +204,41 @@ def outcome_terms(
     return OutcomeTerms(out_acc, out_margin, out_acc * out_margin, has_pos)
 
 
+def _masked(
+    own: str,
+    row_labels: Sequence[str] | None,
+    i: int,
+    col_groups: Sequence[str],
+    col_labels: Sequence[str] | None,
+) -> torch.Tensor:
+    """bool [C]: columns of other groups that share row ``i``'s label (false negatives)."""
+    if row_labels is None or col_labels is None:
+        return torch.zeros(len(col_groups), dtype=torch.bool)
+    lab = row_labels[i]
+    return torch.tensor(
+        [g != own and lb == lab for g, lb in zip(col_groups, col_labels, strict=True)],
+        dtype=torch.bool,
+    )
+
+
 def hardest_negatives(
-    sim_row: torch.Tensor, col_groups: Sequence[str], own: str, n: int
+    sim_row: torch.Tensor,
+    col_groups: Sequence[str],
+    own: str,
+    n: int,
+    skip: Sequence[bool] | None = None,
 ) -> list[int]:
     """Columns of the ``n`` other groups most similar to the row (one column per group:
-    the group's most similar one), most similar first.
+    the group's most similar one), most similar first; ``skip``: columns never taken
+    (false negatives).
 
     >>> hardest_negatives(torch.tensor([0.9, 0.2, 0.8, 0.3, 0.1]), ["a", "b", "b", "c", "c"], "a", 1)
     [2]
     """
     best: dict[str, int] = {}
     for j, g in enumerate(col_groups):
+        if skip is not None and skip[j]:
+            continue
         if g != own and (g not in best or sim_row[j] > sim_row[best[g]]):
             best[g] = j
     ranked = sorted(best.values(), key=lambda j: (-float(sim_row[j]), j))
@@ -237,6 +273,7 @@ class BatchScores:
     margin: list[float]
     paired: list[bool]
     embed_failures: int = 0
+    labels: list[str] | None = None  # per rollout: its pair's label (false negatives)
     process: list[float] | None = None
     process_stats: dict[str, float] = field(default_factory=dict)
 
@@ -263,6 +300,8 @@ class EGRLScorer:
         max_chars: int = 8192,
         embed_batch_size: int = 16,
         seed: int = 0,
+        mode: str = "full",
+        frame_base: int = 1,
     ) -> None:
         if process_value not in ("one", "margin"):
             raise ValueError(f"process_value must be 'one' or 'margin', not {process_value!r}")
@@ -277,6 +316,8 @@ class EGRLScorer:
         self.max_chars = max_chars
         self.embed_batch_size = embed_batch_size
         self.seed = seed
+        self.mode = mode  # the Embedder's training input mode (train_embedder.tcot_input)
+        self.frame_base = frame_base
         self._last: BatchScores | None = None
         self.totals: dict[str, float] = {
             "batches": 0,
@@ -285,6 +326,7 @@ class EGRLScorer:
             "process_hits": 0,
             "process_invalid": 0,
             "process_skipped": 0,
+            "masked": 0,
         }
 
     def __getstate__(self) -> dict:
@@ -297,7 +339,10 @@ class EGRLScorer:
         """[N, D] embeddings of the rollouts (zeros where even a single input failed)."""
         from ume.inputs import build_input
 
-        built = [build_input(it, t, mode="full") for it, t in zip(items, texts, strict=True)]
+        built = [
+            build_input(it, t, mode=self.mode, frame_base=self.frame_base)
+            for it, t in zip(items, texts, strict=True)
+        ]
         out: list[torch.Tensor | None] = [None] * len(built)
         failures = 0
         bs = max(1, self.embed_batch_size)
@@ -339,10 +384,13 @@ class EGRLScorer:
         pair_id: Sequence[str],
         side: Sequence[str],
         item: Sequence[str],
+        label: Sequence[str] | None = None,
     ) -> BatchScores:
-        """Similarities and outcome terms of the batch (cached for the other rewards)."""
+        """Similarities and outcome terms of the batch (cached for the other rewards);
+        ``label``: per rollout, its pair's label (pairs of one label mask each other)."""
         texts = [readable(completion_text(c), self.max_chars) for c in completions]
-        key = (tuple(texts), tuple(pair_id), tuple(side), tuple(item))
+        label = list(label) if label is not None else None
+        key = (tuple(texts), tuple(pair_id), tuple(side), tuple(item), tuple(label or ()))
         if self._last is not None and self._last.key == key:
             return self._last
         n = len(texts)
@@ -356,10 +404,27 @@ class EGRLScorer:
             sim = emb[q_idx] @ emb[t_idx].T  # [Q, T]
             q_groups = [pair_id[i] for i in q_idx]
             t_groups = [pair_id[i] for i in t_idx]
+            q_lab = [label[i] for i in q_idx] if label else None
+            t_lab = [label[i] for i in t_idx] if label else None
             kw = {"acc": self.acc, "tau": self.tau, "weighted": self.weighted_negatives}
+            if label:
+                self.totals["masked"] += sum(
+                    int(_masked(q_groups[r], q_lab, r, t_groups, t_lab).sum())
+                    for r in range(len(q_idx))
+                )
             for rows, terms in (
-                (q_idx, outcome_terms(sim, q_groups, t_groups, **kw)),
-                (t_idx, outcome_terms(sim.T, t_groups, q_groups, **kw)),
+                (
+                    q_idx,
+                    outcome_terms(
+                        sim, q_groups, t_groups, **kw, row_labels=q_lab, col_labels=t_lab
+                    ),
+                ),
+                (
+                    t_idx,
+                    outcome_terms(
+                        sim.T, t_groups, q_groups, **kw, row_labels=t_lab, col_labels=q_lab
+                    ),
+                ),
             ):
                 for r, i in enumerate(rows):
                     outcome[i] = float(terms.reward[r])
@@ -377,7 +442,7 @@ class EGRLScorer:
         self.totals["batches"] += 1
         self.totals["embed_failures"] += failures
         self._last = BatchScores(
-            key, texts, sim, q_idx, t_idx, outcome, acc, margin, paired, failures
+            key, texts, sim, q_idx, t_idx, outcome, acc, margin, paired, failures, labels=label
         )
         return self._last
 
@@ -396,10 +461,17 @@ class EGRLScorer:
             (scores.t_idx, scores.q_idx, scores.sim.T),
         ):
             col_groups = [pair_id[j] for j in cols]
+            col_labels = [scores.labels[j] for j in cols] if scores.labels else None
             for r, i in enumerate(rows):
                 own = pair_id[i]
                 pos = [c for c, g in enumerate(col_groups) if g == own]
-                neg = hardest_negatives(sim[r], col_groups, own, self.hard_negatives)
+                skip = None
+                if col_labels is not None:
+                    skip = [
+                        g != own and lb == scores.labels[i]
+                        for g, lb in zip(col_groups, col_labels, strict=True)
+                    ]
+                neg = hardest_negatives(sim[r], col_groups, own, self.hard_negatives, skip)
                 if not pos or not neg:
                     self.totals["process_skipped"] += 1
                     continue
@@ -509,7 +581,9 @@ class _PairReward(_Reward):
                 f"the {self.reward_name} reward needs the dataset columns {missing}; build the "
                 "dataset with ume.train.egrl.rl_dataset"
             )
-        return self.scorer.score(completions, kwargs["pair_id"], kwargs["side"], kwargs["item"])
+        return self.scorer.score(
+            completions, kwargs["pair_id"], kwargs["side"], kwargs["item"], kwargs.get("label")
+        )
 
 
 @register("outcome")
@@ -577,8 +651,17 @@ def reward_functions(cfg, scorer: EGRLScorer | None) -> tuple[list, list[float]]
     return funcs, weights
 
 
-def make_scorer(cfg, embedder: EmbedderBackend | None, discriminator, seed: int = 0) -> EGRLScorer:
-    """The :class:`EGRLScorer` of an :class:`~ume.config.EGRLConfig`."""
+def make_scorer(
+    cfg,
+    embedder: EmbedderBackend | None,
+    discriminator,
+    seed: int = 0,
+    *,
+    mode: str = "full",
+    frame_base: int = 1,
+) -> EGRLScorer:
+    """The :class:`EGRLScorer` of an :class:`~ume.config.EGRLConfig`; ``mode``,
+    ``frame_base``: the Embedder's input as it was trained (its stage record)."""
     return EGRLScorer(
         embedder,
         discriminator,
@@ -591,6 +674,8 @@ def make_scorer(cfg, embedder: EmbedderBackend | None, discriminator, seed: int 
         max_chars=32 * cfg.max_completion_length,
         embed_batch_size=cfg.embed_batch_size,
         seed=seed,
+        mode=mode,
+        frame_base=frame_base,
     )
 
 

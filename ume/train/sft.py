@@ -85,13 +85,18 @@ def train_sft(
     bcfg = cfg.models.reasoner
     dev = choose_device(bcfg.dtype, bcfg.attn_implementation, role="reasoner")
     model, processor = load_backbone(
-        start, dtype=dev.dtype, attn_implementation=dev.attn_implementation, role="reasoner"
+        start,
+        dtype=dev.dtype,
+        attn_implementation=dev.attn_implementation,
+        role="reasoner",
+        budget=reasoner_common.budget(cfg),
     )
     model.train()
     peft_config = reasoner_common.lora_peft_config(s.lora) if s.lora.enabled else None
     if peft_config is None:
         reasoner_common.freeze_vision(model)
     ckpt = checkpoint_dir(out_dir, checkpoints)
+    deepspeed = reasoner_common.deepspeed_file("sft.deepspeed", s.deepspeed, dev.gpu)
     args = TRLSFTConfig(
         output_dir=str(ckpt),
         per_device_train_batch_size=s.batch_size,
@@ -101,6 +106,7 @@ def train_sft(
         learning_rate=s.learning_rate,
         max_length=s.max_length,
         gradient_checkpointing=s.gradient_checkpointing,
+        deepspeed=deepspeed,
         logging_steps=1,
         save_strategy="steps",
         save_steps=s.save_steps,
@@ -111,10 +117,14 @@ def train_sft(
         dataloader_num_workers=0,
         **dev.trainer_flags(),
     )
+    # images fitted to the pixel budget; a T-CoT too long for sft.max_length lowers the
+    # example's resolution instead of being cut by TRL's truncation
+    collator = reasoner_common.vision_collator(processor, s.max_length, "sft.max_length")
     trainer = SFTTrainer(
         model=model,
         processing_class=processor,
         args=args,
+        data_collator=collator,
         train_dataset=reasoner_common.image_dataset(rows),
         peft_config=peft_config,
         callbacks=[
@@ -149,6 +159,9 @@ def train_sft(
         train_loss=result.training_loss,
         loss=reasoner_common.log_summary(rows_log, "loss"),
         lora=s.lora.enabled,
+        deepspeed=deepspeed,
+        budgets=cfg.budgets.model_dump(),
+        length={"examples_lowered": collator.lowered, "examples_dropped": collator.dropped},
         start_model=str(start),
         backbone=rec,
     )

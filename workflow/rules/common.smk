@@ -4,7 +4,11 @@
 import os
 
 RUN_DIR = plan.run_dir(CFG)  # results/<run>: every artifact of the run lies under it
-CPU_ENV = "../../envs/cpu.yaml"
+# Conda environments (--sdm conda), relative to this folder: light rules run in the CPU one;
+# launched stages that load models in GPU_ENV, which ume.plan.conda_env makes the GPU one
+# (CUDA torch, pinned TRL/accelerate) for real backbones and the CPU one for the tiny models.
+CPU_ENV = "../../" + plan.conda_env(CFG, "cpu")
+GPU_ENV = "../../" + plan.conda_env(CFG, "gpu")
 
 
 def log_of(name):

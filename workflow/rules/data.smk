@@ -67,7 +67,7 @@ rule annotate_tcot:
         mem_mb=size(64000, 4000),
         runtime=size(1440, 20),
     conda:
-        CPU_ENV
+        GPU_ENV
     shell:
         "python -m ume annotate --config {input.config} --pairs {input.pairs} --out {output.tcot}"
         " {params.annotator}"
@@ -98,7 +98,7 @@ rule relevance_filter:
         mem_mb=size(64000, 4000),
         runtime=size(1440, 20),
     conda:
-        CPU_ENV
+        GPU_ENV
     shell:
         "python -m ume filter --config {input.config} --tcot {input.tcot} --out {output.filtered}"
         " {params.annotator}"

@@ -34,7 +34,7 @@ rule train_embedder:
         mem_mb=size(256000, 4000),
         runtime=size(2880, 15),
     conda:
-        CPU_ENV
+        GPU_ENV
     shell:
         TRAIN_EMBEDDER_SHELL
 

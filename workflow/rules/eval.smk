@@ -59,7 +59,7 @@ rule eval_task:
         mem_mb=size(64000, 3000),
         runtime=lambda w: plan.eval_runtime(CFG, w.suite),
     conda:
-        CPU_ENV
+        GPU_ENV
     shell:
         EVAL_SHELL
 

@@ -44,7 +44,7 @@ rule sft_reasoner:
         mem_mb=size(256000, 6000),
         runtime=size(1440, 20),
     conda:
-        CPU_ENV
+        GPU_ENV
     shell:
         SFT_SHELL
 
@@ -84,7 +84,7 @@ rule egrl:
         mem_mb=size(512000, 6000),
         runtime=size(2880, 30),
     conda:
-        CPU_ENV
+        GPU_ENV
     shell:
         EGRL_SHELL
 
