@@ -289,7 +289,7 @@ def test_launched_gpu_rules_declare_the_gpu_environment():
                 assert env.group(1) == "CPU_ENV", name
     assert found == gpu_rules
     common = (REPO / "workflow/rules/common.smk").read_text()
-    assert 'GPU_ENV = "../../" + plan.conda_env(CFG, "gpu")' in common
+    assert "GPU_ENV = f\"../../{plan.conda_env(CFG, 'gpu')}\"" in common
 
 
 # --------------------------------------------------------------------------- served models

@@ -7,8 +7,8 @@ RUN_DIR = plan.run_dir(CFG)  # results/<run>: every artifact of the run lies und
 # Conda environments (--sdm conda), relative to this folder: light rules run in the CPU one;
 # launched stages that load models in GPU_ENV, which ume.plan.conda_env makes the GPU one
 # (CUDA torch, pinned TRL/accelerate) for real backbones and the CPU one for the tiny models.
-CPU_ENV = "../../" + plan.conda_env(CFG, "cpu")
-GPU_ENV = "../../" + plan.conda_env(CFG, "gpu")
+CPU_ENV = f"../../{plan.conda_env(CFG, 'cpu')}"
+GPU_ENV = f"../../{plan.conda_env(CFG, 'gpu')}"
 
 
 def log_of(name):
