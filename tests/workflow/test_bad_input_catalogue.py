@@ -333,7 +333,7 @@ BAD_VALUES = [
     ("annotate:\n  server:\n    timeout_s: 0\n", "annotate.server.timeout_s"),
     ("eval:\n  server:\n    concurrency: 0\n", "eval.server.concurrency"),
     ("egrl:\n  embedder_server:\n    max_retries: -1\n", "egrl.embedder_server.max_retries"),
-    ("eval:\n  image_min_tokens: 0\n", "eval.image_min_tokens"),
+    ("budgets:\n  image_min_tokens: 0\n", "budgets.image_min_tokens"),
     ("sft:\n  max_steps: 0\n", "sft.max_steps"),
     ("annotate:\n  backend: server\n  server:\n    model: m\n", "annotate.server.url"),
 ]
