@@ -42,7 +42,7 @@ STAGE_SECTIONS: dict[str, list[str]] = {
     "benchmark": ["seed", "data"],
     # every stage that reads pair tables also reads data.on_bad_item (ume/pair_table.py)
     "annotate": ["seed", "data", "models", "annotate", "budgets"],
-    "filter": ["seed", "data", "models", "annotate", "filter"],
+    "filter": ["seed", "data", "models", "annotate", "filter", "budgets"],
     "split": ["seed", "data", "split"],
     "train_embedder": ["seed", "data", "models", "split", "train_embedder", "budgets"],
     "sft": ["seed", "data", "models", "sft", "budgets"],
