@@ -185,8 +185,9 @@ def split_pairs(
     table = _read_pairs(cfg, filtered_path, (*TCOTS, "relevant"), media="exists")
     df = table.df
     manifest = Manifest("split", cfg.sections(), [filtered_path])
-    kept = df[df["relevant"]].drop(columns=["relevant"])
-    dropped = df[~df["relevant"]].drop(columns=["relevant"])
+    relevant = df["relevant"].astype(bool)  # checked per row on entry; a skipped null left object
+    kept = df[relevant].drop(columns=["relevant"])
+    dropped = df[~relevant].drop(columns=["relevant"])
     known = set(df["dataset"])
     for key, names in (
         ("rl_counts" if s.rl_counts is not None else "rl_datasets", rl_counts(cfg, [])),
