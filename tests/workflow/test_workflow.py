@@ -122,6 +122,7 @@ def test_full_run_writes_every_artifact_with_manifests(full_run):
         "seed",
         "data",
         "models",
+        "budgets",
         "annotate",
     }
 
@@ -198,7 +199,7 @@ def test_failed_stage_leaves_nothing_a_rerun_would_take_as_done(repo, full_run, 
     bad = tmp_path / "server.yaml"
     bad.write_text(
         "annotate:\n  backend: server\n  server:\n    url: http://127.0.0.1:9/v1\n"
-        "    model: m\n    max_retries: 0\n    timeout_s: 2\n"
+        "    model: m\n    max_retries: 0\n    timeout_s: 2\n    max_tokens: 64\n"
     )
     res = snakemake(repo, work, "data", "--configfile", str(bad), check=False)
     assert res.returncode != 0
