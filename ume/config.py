@@ -47,6 +47,18 @@ class TinyModelConfig:
     num_kv_heads: int = _f(2, "key/value heads (grouped-query attention)")
     intermediate_size: int = _f(128, "MLP width of the tiny language model")
     vision_depth: int = _f(2, "vision transformer blocks of the tiny model")
+    vision_hidden_size: int = _f(32, "width of the tiny vision transformer")
+    vision_heads: int = _f(2, "attention heads of the tiny vision transformer")
+    patch_size: int | None = _f(
+        None, "vision patch side in pixels (null: the family's own, Qwen3-VL 16, Qwen2-VL 14)"
+    )
+    image_min_tokens: int = _f(
+        1, "pixel budget of the tiny image processor, lower bound, in merged visual tokens"
+    )
+    image_max_tokens: int = _f(16, "pixel budget, upper bound, in merged visual tokens")
+    initializer_range: float = _f(
+        0.02, "std of the random initial weights (the real configs' 0.02 suits widths of 1000+)"
+    )
     vocab_size: int = _f(1024, "byte-level BPE vocabulary trained locally (before special tokens)")
     seed: int = _f(0, "seed of the random initialisation (same seed -> same weights)")
 
@@ -575,6 +587,16 @@ def _check(obj: Any, prefix: str) -> None:
             raise bad("hidden_size", "must be divisible by num_heads")
         if obj.num_heads % obj.num_kv_heads:
             raise bad("num_kv_heads", "must divide num_heads")
+        if obj.vision_hidden_size % obj.vision_heads:
+            raise bad("vision_hidden_size", "must be divisible by vision_heads")
+        if obj.patch_size is not None and obj.patch_size < 2:
+            raise bad("patch_size", f"must be at least 2 pixels (or null), got {obj.patch_size}")
+        if not 1 <= obj.image_min_tokens <= obj.image_max_tokens:
+            raise bad(
+                "image_min_tokens",
+                f"must lie in [1, image_max_tokens = {obj.image_max_tokens}], "
+                f"got {obj.image_min_tokens}",
+            )
     if isinstance(obj, EmbedderTrainConfig):
         _check_train_embedder(obj, bad)
     if isinstance(obj, SplitConfig) and obj.rl_per_dataset < 0:

@@ -8,8 +8,9 @@ seconds. It comes with
 - a byte-level BPE tokenizer trained here on a built-in corpus, carrying the Qwen chat tokens,
   ``<emb>`` and the T-CoT tags (each a single token), a Qwen-style multimodal chat template,
   left padding and a pad token;
-- a ``Qwen2VLImageProcessorPil`` (no torchvision) with small pixel bounds: a 64x64 image gives
-  4 image tokens;
+- a ``Qwen2VLImageProcessorPil`` (no torchvision) with small pixel bounds
+  (``models.tiny.image_min_tokens`` .. ``image_max_tokens`` merged tokens per image; with the
+  family's patch size a 64x64 image gives 4 image tokens);
 - a processor subclass without a video processor (videos are fed as lists of frames), registered
   with ``AutoProcessor`` so ``AutoProcessor.from_pretrained(folder)`` returns it.
 
@@ -97,11 +98,10 @@ CHAT_TEMPLATE = (
     "{%- endif -%}"
 )
 
-# Vision patch size per family (the real checkpoints' values) and the image processor bounds:
-# the smallest image becomes 2x2 patches (1 token), the largest 8x8 patches (16 tokens).
+# Vision patch size per family (the real checkpoints' values; models.tiny.patch_size overrides
+# it) and the 2x2 merge of patches into one visual token.
 PATCH_SIZE = {"qwen2_vl": 14, "qwen3_vl": 16}
 MERGE_SIZE = 2
-MAX_TOKENS_SIDE = 4  # merged tokens per side at most -> 16 tokens per image
 
 
 # --------------------------------------------------------------------------- corpus
@@ -286,28 +286,39 @@ def register_processors() -> None:
 register_processors()
 
 
-def make_image_processor(family: Family):
-    """``Qwen2VLImageProcessorPil`` with the family's patch size and small pixel bounds."""
+def patch_size(family: Family, cfg: TinyModelConfig | None = None) -> int:
+    """The vision patch side of a tiny ``family`` model: ``models.tiny.patch_size`` or the
+    family's own."""
+    _check_family(family)
+    cfg = cfg or TinyModelConfig()
+    return cfg.patch_size or PATCH_SIZE[family]
+
+
+def make_image_processor(family: Family, cfg: TinyModelConfig | None = None):
+    """``Qwen2VLImageProcessorPil`` with the tiny patch size and small pixel bounds: an image
+    is resized (aspect kept) to between ``image_min_tokens`` and ``image_max_tokens`` merged
+    tokens."""
     from transformers import Qwen2VLImageProcessorPil
 
-    _check_family(family)
-    factor = PATCH_SIZE[family] * MERGE_SIZE
+    cfg = cfg or TinyModelConfig()
+    patch = patch_size(family, cfg)
+    factor = patch * MERGE_SIZE
     return Qwen2VLImageProcessorPil(
-        patch_size=PATCH_SIZE[family],
+        patch_size=patch,
         merge_size=MERGE_SIZE,
         temporal_patch_size=2,
-        min_pixels=factor * factor,
-        max_pixels=(factor * MAX_TOKENS_SIDE) ** 2,
+        min_pixels=factor * factor * cfg.image_min_tokens,
+        max_pixels=factor * factor * cfg.image_max_tokens,
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
     )
 
 
-def make_processor(family: Family, tokenizer):
+def make_processor(family: Family, tokenizer, cfg: TinyModelConfig | None = None):
     """The tiny processor (image processor + tokenizer + chat template) of ``family``."""
     _check_family(family)
     return PROCESSOR_CLASSES[family](
-        image_processor=make_image_processor(family),
+        image_processor=make_image_processor(family, cfg),
         tokenizer=tokenizer,
         chat_template=CHAT_TEMPLATE,
     )
@@ -372,12 +383,14 @@ def make_config(family: Family, cfg: TinyModelConfig, tokenizer):
         "num_key_value_heads": cfg.num_kv_heads,
         "max_position_embeddings": 4096,
         "rms_norm_eps": 1e-6,
+        "initializer_range": cfg.initializer_range,
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids[EOS_TOKEN],
         "pad_token_id": ids[PAD_TOKEN],
     }
-    vision_width = 32
-    vision_heads = 2
+    vision_width = cfg.vision_hidden_size
+    vision_heads = cfg.vision_heads
+    patch = patch_size(family, cfg)
     tokens = {
         "image_token_id": ids[IMAGE_TOKEN],
         "video_token_id": ids[VIDEO_TOKEN],
@@ -398,12 +411,13 @@ def make_config(family: Family, cfg: TinyModelConfig, tokenizer):
             "hidden_size": vision_width,
             "intermediate_size": 2 * vision_width,
             "num_heads": vision_heads,
-            "patch_size": PATCH_SIZE[family],
+            "patch_size": patch,
             "spatial_merge_size": MERGE_SIZE,
             "temporal_patch_size": 2,
             "out_hidden_size": cfg.hidden_size,
             "num_position_embeddings": 64,
             "deepstack_visual_indexes": deep,
+            "initializer_range": cfg.initializer_range,
         }
         config = Qwen3VLConfig(text_config=text, vision_config=vision, **tokens)
     else:
@@ -414,11 +428,13 @@ def make_config(family: Family, cfg: TinyModelConfig, tokenizer):
             "hidden_size": cfg.hidden_size,
             "mlp_ratio": 2,
             "num_heads": vision_heads,
-            "patch_size": PATCH_SIZE[family],
+            "patch_size": patch,
             "spatial_merge_size": MERGE_SIZE,
             "temporal_patch_size": 2,
+            "initializer_range": cfg.initializer_range,
         }
         config = Qwen2VLConfig(text_config=text, vision_config=vision, **tokens)
+    config.initializer_range = cfg.initializer_range
     config.bos_token_id = ids["<|endoftext|>"]
     config.eos_token_id = ids[EOS_TOKEN]
     config.pad_token_id = ids[PAD_TOKEN]
@@ -443,7 +459,7 @@ def make_tiny(family: Family, cfg: TinyModelConfig | None = None) -> tuple[Any, 
 
     cfg = cfg or TinyModelConfig()
     tokenizer = train_tokenizer(cfg.vocab_size, cfg.seed)
-    processor = make_processor(family, tokenizer)
+    processor = make_processor(family, tokenizer, cfg)
     config = make_config(family, cfg, tokenizer)
     torch.manual_seed(cfg.seed)
     model = model_class(family)(config)
@@ -489,7 +505,7 @@ def build_tiny(family: Family, cfg: TinyModelConfig | None, out_dir: str | Path)
             "special_tokens": {
                 t: processor.tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS
             },
-            "patch_size": PATCH_SIZE[family],
+            "patch_size": patch_size(family, cfg),
             "weights_sha256": {f.name: sha256_file(f) for f in sorted(tmp.glob("*.safetensors"))},
         }
         (tmp / TINY_INFO_NAME).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
