@@ -76,6 +76,13 @@ def cmd_models(args) -> int:
     )
 
 
+def cmd_pretrain(args) -> int:
+    from ume.models.pretrain import pretrain_models
+
+    cfg = _config(args)
+    return _launched(args, pretrain_models, cfg, args.init, args.out, record_dir=args.out)
+
+
 def cmd_data(args) -> int:
     from ume.data.stage import prepare_pairs
 
@@ -269,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp = launched(stage("models", cmd_models, "build tiny models / record local backbones"))
     sp.add_argument("--out", required=True, help="models folder (one subfolder per role)")
     sp.add_argument("--roles", nargs="*")
+    sp = launched(stage("pretrain", cmd_pretrain, "pretrain the tiny backbones (real: as is)"))
+    sp.add_argument("--init", required=True, help="base-model folder (<role>/backbone.json)")
+    sp.add_argument("--out", required=True, help="models folder (one subfolder per role)")
     sp = stage("data", cmd_data, "training pairs: synthetic or the paper's sources")
     sp.add_argument("--out", required=True)
     sp = stage("benchmark", cmd_benchmark, "write the synthetic benchmark in the real layouts")

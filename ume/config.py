@@ -93,6 +93,56 @@ class ModelsConfig:
     )
 
 
+@dataclass
+class PretrainPhaseConfig:
+    steps: int = _f(100, "optimisation steps of this phase")
+    tasks: dict[str, float] = _f(
+        {"crop": 1.0},
+        "sampling weight of each pretraining task in this phase (caption, ground, region, "
+        "crop, video, document; see ume/data/pretraining.py)",
+    )
+
+
+@dataclass
+class PretrainConfig:
+    enabled: bool = _f(
+        True, "pretrain tiny backbones before every other stage (false: they stay random)"
+    )
+    roles: list[Literal["embedder", "reasoner", "discriminator", "annotator"]] = _f(
+        ["embedder", "reasoner", "discriminator", "annotator"],
+        "roles whose tiny backbone is pretrained (roles of one family share one run); "
+        "real backbones (source: path) are never pretrained",
+    )
+    seed: int = _f(0, "seed of the pretraining examples and of training")
+    phases: list[PretrainPhaseConfig] = _f(
+        [
+            PretrainPhaseConfig(100, {"crop": 1.0}),
+            PretrainPhaseConfig(
+                200, {"caption": 1.0, "ground": 1.0, "region": 1.0, "crop": 0.5, "video": 0.5}
+            ),
+        ],
+        "curriculum: phases run in order, each drawing its batches from its own task mix "
+        "(objects that fill the image first: a random vision tower cannot yet pick a small "
+        "object out of a scene)",
+    )
+    batch_size: int = _f(16, "examples per step")
+    learning_rate: float = _f(2e-3, "peak learning rate (AdamW)")
+    lr_scheduler: Literal["cosine", "constant", "linear"] = _f(
+        "cosine", "schedule after warm-up, over all phases"
+    )
+    warmup_steps: int = _f(20, "linear warm-up steps")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
+    max_grad_norm: float = _f(1.0, "clip the gradient norm to this (0: no clipping)")
+    image_size: int = _f(96, "side of the pretraining scenes, pixels")
+    doc_size: int = _f(128, "side of the pretraining document pages, pixels")
+    num_frames: int = _f(8, "frames per pretraining video")
+    probe_examples: int = _f(16, "held-out examples per task scored after training (manifest)")
+
+    @property
+    def steps(self) -> int:
+        return sum(ph.steps for ph in self.phases)
+
+
 # --------------------------------------------------------------------------- data
 @dataclass
 class SyntheticConfig:
@@ -456,6 +506,7 @@ class Config:
     results_dir: str = _f("results", "root of all artifacts")
     seed: int = _f(0, "global seed")
     models: ModelsConfig = _f(ModelsConfig(), "backbones: tiny builder or local paths")
+    pretrain: PretrainConfig = _f(PretrainConfig(), "pretraining of the tiny backbones")
     data: DataConfig = _f(DataConfig(), "training data and synthetic benchmark")
     annotate: AnnotateConfig = _f(AnnotateConfig(), "T-CoT annotation of training pairs")
     filter: FilterConfig = _f(FilterConfig(), "relevance filter of annotated pairs")
@@ -599,6 +650,24 @@ def _check(obj: Any, prefix: str) -> None:
             )
     if isinstance(obj, EmbedderTrainConfig):
         _check_train_embedder(obj, bad)
+    if isinstance(obj, PretrainConfig):
+        for n in ("batch_size", "image_size", "doc_size", "num_frames"):
+            if getattr(obj, n) < 1:
+                raise bad(n, f"must be at least 1, got {getattr(obj, n)}")
+        if obj.learning_rate <= 0:
+            raise bad("learning_rate", f"must be positive, got {obj.learning_rate}")
+        if not obj.phases:
+            raise bad("phases", "give at least one phase ({steps, tasks})")
+    if isinstance(obj, PretrainPhaseConfig):
+        from ume.data.pretraining import TASKS
+
+        if obj.steps < 1:
+            raise bad("steps", f"must be at least 1, got {obj.steps}")
+        unknown = sorted(set(obj.tasks) - set(TASKS))
+        if unknown:
+            raise bad("tasks", f"unknown task(s) {unknown}; known: {', '.join(TASKS)}")
+        if any(w < 0 for w in obj.tasks.values()) or not any(w > 0 for w in obj.tasks.values()):
+            raise bad("tasks", "weights must be >= 0 and at least one positive")
     if isinstance(obj, SplitConfig) and obj.rl_per_dataset < 0:
         raise bad("rl_per_dataset", f"must be 0 or more, got {obj.rl_per_dataset}")
     if isinstance(obj, SourceDatasetConfig):
@@ -767,6 +836,10 @@ def json_schema(cls: type = Config) -> dict[str, Any]:
             default = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
+            if isinstance(default, list):  # a list of sections (pretrain.phases) as mappings
+                default = [
+                    dataclasses.asdict(d) if dataclasses.is_dataclass(d) else d for d in default
+                ]
         else:  # pragma: no cover
             default = dataclasses.MISSING
         props[f.name] = _schema_of(hints[f.name], f.metadata.get("doc"), default)

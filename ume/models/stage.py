@@ -50,7 +50,9 @@ def read_backbone(path: str | Path) -> dict:
     """Read a ``backbone.json`` written by :func:`build_base_models`."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: not found; the models stage (rule base_models) writes it")
+        raise DataError(
+            f"{path}: not found; the models stage (rules base_models, pretrain_tiny) writes it"
+        )
     rec = json.loads(path.read_text())
     if not Path(rec["path"]).exists():
         raise DataError(f"{path}: model folder {rec['path']} is gone; rerun rule base_models")

@@ -29,6 +29,7 @@ def annotator_arg(wildcards, input):
 
 STAGE_SECTIONS = {
     "models": ["seed", "models"],
+    "pretrain": ["seed", "models", "pretrain"],
     "data": ["seed", "data"],
     "benchmark": ["seed", "data"],
     "annotate": ["seed", "models", "annotate"],

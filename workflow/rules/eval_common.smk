@@ -15,12 +15,12 @@ EVAL_KINDS = ["score.json", "pred.jsonl", "cost.json"]
 # has is evaluated; a named stage is taken as is.
 EMBEDDER_STAGES = {
     "trained": ("train_embedder", f"{R}/models/embedder"),
-    "base": ("base_models", f"{R}/models/base/embedder/backbone.json"),
+    "base": ("pretrain_tiny", f"{R}/models/base/embedder/backbone.json"),
 }
 REASONER_STAGES = {
     "egrl": ("egrl", f"{R}/models/reasoner-rl"),
     "sft": ("sft_reasoner", f"{R}/models/reasoner-sft"),
-    "base": ("base_models", f"{R}/models/base/reasoner/backbone.json"),
+    "base": ("pretrain_tiny", f"{R}/models/base/reasoner/backbone.json"),
 }
 
 
