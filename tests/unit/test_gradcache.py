@@ -38,6 +38,28 @@ def _loss(reps):
     return info_nce(reps[0], reps[1], temperature=0.05, gather=False)
 
 
+def test_one_chunk_per_side_is_one_forward_each():
+    """Nothing to cache: the plain step, each side embedded once (not twice)."""
+    g = torch.Generator().manual_seed(4)
+    q, t = torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g)
+    model, calls = Tower(p_drop=0.3), []
+
+    def embed(x):
+        calls.append(len(x))
+        return model(x)
+
+    torch.manual_seed(5)
+    out = gradcache_step(embed, [chunk(q, 8), chunk(t, 8)], _loss)
+    cached = _grads(model)
+    model.zero_grad()
+    torch.manual_seed(5)
+    ref = _loss([model(q), model(t)])
+    ref.loss.backward()
+    assert calls == [8, 8] and torch.allclose(out.loss, ref.loss.detach())
+    for n, gr in _grads(model).items():
+        assert torch.allclose(cached[n], gr), n
+
+
 def test_chunk():
     assert chunk(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
     with pytest.raises(ValueError):
