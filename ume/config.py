@@ -443,10 +443,22 @@ class EvalConfig:
     max_new_tokens: int = _f(2048, "T-CoT length limit at evaluation")
     batch_size: int = _f(16, "items per reasoning / encoding batch")
     on_bad_item: Literal["error", "skip"] = _f("error", "malformed row: stop, or skip and count")
-    variants: list[Literal["main", "raw", "answer_only", "no_evidence", "no_egrl"]] = _f(
+    variants: list[
+        Literal[
+            "main",
+            "raw",
+            "answer_only",
+            "no_evidence",
+            "no_egrl",
+            "oracle_tcot",
+            "oracle_no_evidence",
+        ]
+    ] = _f(
         ["main"],
         "evaluation variants: main (the run's models and input), raw (no T-CoT), answer_only, "
-        "no_evidence (Embedder input only: reuse main's T-CoTs), no_egrl (Reasoner before EG-RL)",
+        "no_evidence (Embedder input only: reuse main's T-CoTs), no_egrl (Reasoner before "
+        "EG-RL), oracle_tcot and oracle_no_evidence (diagnostics: ground-truth T-CoTs with "
+        "and without evidence, synthetic data only)",
     )
     embedder_stage: Literal["auto", "base", "trained"] = _f(
         "auto", "Embedder to evaluate: auto (the newest stage the workflow has), base, trained"

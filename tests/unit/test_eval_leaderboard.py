@@ -112,3 +112,27 @@ def test_baselines_of_both_benchmarks():
     assert round(uv["GVE-3B"].columns["AVG"], 1) == 57.1
     assert uv["GVE-7B"].source == "published per-task"  # in the dataset table only
     assert uv["GME-2B"].columns["AVG"] == pytest.approx(51.6, abs=0.05)  # printed: 41.6
+
+
+def test_chance_and_diagnostic_variants_are_labelled(tmp_path):
+    from ume.report.leaderboard import build_leaderboard, our_rows
+
+    ev = tmp_path / "eval"
+    for variant, score in (("main", 0.5), ("oracle_tcot", 0.9)):
+        folder = ev / variant / "synth"
+        folder.mkdir(parents=True)
+        for spec in tasks("synth"):
+            rec = {"task": spec.name, "status": "ok", "main_score": score, "chance": 0.125}
+            (folder / f"{spec.name}.score.json").write_text(json.dumps(rec))
+    rows = {r.label: r for r in our_rows({"run": ev}, ["synth"])}
+    assert set(rows) == {
+        "run / main",
+        "run / oracle_tcot (diagnostic)",
+        "run / chance (diagnostic)",
+    }
+    assert rows["run / chance (diagnostic)"].overall == pytest.approx(12.5)
+    assert rows["run / main"].source == "ours"
+    assert rows["run / oracle_tcot (diagnostic)"].source == "diagnostic"
+    build_leaderboard({"run": ev}, ["synth"], tmp_path / "lb")
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "| run / chance (diagnostic) | diagnostic |" in md and "not model results" in md

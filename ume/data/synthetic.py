@@ -105,6 +105,11 @@ SYNTH_TASKS: list[TaskSpec] = [
 ]
 register_suite("synth", SYNTH_TASKS)
 
+#: Tasks built so that the evidence decides: grounding (which region holds the named
+#: object), same-shape distractors (VQA: the named shape also stands elsewhere in another
+#: colour), moments (which clip holds the event). Full input should beat no_evidence there.
+EVIDENCE_TASKS: tuple[str, ...] = ("SynthGrounding", "SynthVQA", "SynthMomentRET")
+
 #: Training datasets written by :func:`write_training_pairs` -> task modality.
 #: ``synth_img_fewcls`` has two classes only (the HatefulMemes/N24News/VOC2007 case that the
 #: paper keeps out of contrastive training).

@@ -6,8 +6,10 @@ or more runs, aggregates each (run, variant, suite) exactly as the benchmark def
 and writes into ``out_dir``:
 
 ``leaderboard.md`` / ``leaderboard.html``
-    per suite a category table (baselines, then our rows: one per run and variant), a
-    per-task table, the missing tasks, and the notes on published tables;
+    per suite a category table (baselines, then our rows: one per run and variant, and the
+    *diagnostic* rows: each run's ``chance``, the expected score of a random ranking, and the
+    ``oracle_tcot`` variant), a per-task table, the missing tasks, and the notes on
+    published tables;
 ``<suite>_categories.csv`` / ``<suite>_tasks.csv``
     the same tables as CSV (scores in percent; empty = not available);
 ``leaderboard.png``
@@ -51,6 +53,12 @@ from ume.io import write_json, write_text
 log = logging.getLogger(__name__)
 
 SUITE_TITLES = {"mmeb": "MMEB-V2", "uvrb": "UVRB", "synth": "Synthetic suite"}
+DIAGNOSTIC_NOTE = (
+    "Rows marked (diagnostic) are not model results: `chance` is the expected score of a "
+    "random ranking (from each task's candidate and relevant counts); `oracle_tcot` gives the "
+    "Embedder ground-truth T-CoTs written by the oracle annotator, the upper bound the "
+    "Reasoner chases."
+)
 _METRIC_KEY = re.compile(r"^[a-z_]+@\d+$")
 
 
@@ -143,7 +151,7 @@ def our_rows(runs: Mapping[str, str | Path], suites: Sequence[str]) -> list[Row]
     ``runs`` maps a run name to its ``eval`` folder. Variants come in the folder order of
     :data:`ume.eval.run.VARIANTS` (main first), then any other folder alphabetically.
     """
-    from ume.eval.run import VARIANTS
+    from ume.eval.run import DIAGNOSTIC_VARIANTS, VARIANTS
 
     rows = []
     for run, eval_dir in runs.items():
@@ -165,11 +173,12 @@ def our_rows(runs: Mapping[str, str | Path], suites: Sequence[str]) -> list[Row]
                     if r.get("status") == "ok" and r.get("main_score") is not None
                 }
                 cols, partial, missing = aggregate_suite(suite, pct)
+                diagnostic = variant in DIAGNOSTIC_VARIANTS
                 rows.append(
                     Row(
-                        label=f"{run} / {variant}",
+                        label=f"{run} / {variant}" + (" (diagnostic)" if diagnostic else ""),
                         suite=suite,
-                        source="ours",
+                        source=DIAGNOSTIC if diagnostic else "ours",
                         columns=cols,
                         tasks=pct,
                         missing=missing,
@@ -179,7 +188,47 @@ def our_rows(runs: Mapping[str, str | Path], suites: Sequence[str]) -> list[Row]
                         records=recs,
                     )
                 )
+        rows += chance_rows(run, [r for r in rows if r.run == run], suites)
     return rows
+
+
+DIAGNOSTIC = "diagnostic"
+
+
+def chance_rows(run: str, rows: Sequence[Row], suites: Sequence[str]) -> list[Row]:
+    """Per suite, the expected score of a random ranking (each score file's ``chance``, from
+    the task's candidate counts), aggregated like a model's row; a diagnostic, not a model."""
+    out = []
+    for suite in suites:
+        pct: dict[str, float] = {}
+        for r in rows:
+            if r.suite != suite:
+                continue
+            for task, rec in r.records.items():
+                if rec.get("status") == "ok" and rec.get("chance") is not None:
+                    pct.setdefault(task, 100.0 * float(rec["chance"]))
+        if not pct:
+            continue
+        cols, partial, missing = aggregate_suite(suite, pct)
+        out.append(
+            Row(
+                label=f"{run} / chance (diagnostic)",
+                suite=suite,
+                source=DIAGNOSTIC,
+                columns=cols,
+                tasks=pct,
+                missing=missing,
+                partial=partial,
+                run=run,
+                variant="chance",
+            )
+        )
+    return out
+
+
+def is_ours(row: Row) -> bool:
+    """Rows of this project's runs: model results and diagnostics (chance, oracle T-CoTs)."""
+    return row.source in ("ours", DIAGNOSTIC)
 
 
 # --------------------------------------------------------------------------- baselines
@@ -273,14 +322,14 @@ def category_table(suite: str, rows: Sequence[Row]) -> tuple[list[str], list[lis
     n = len(tasks(suite))
     body = []
     for r in rows:
-        have = n - len(r.missing) if (r.tasks or r.source == "ours") else None
+        have = n - len(r.missing) if (r.tasks or is_ours(r)) else None
         status = "" if have is None else f"{have}/{n}" + (" INCOMPLETE" if have < n else "")
         body.append([r.label, r.source, *(_fmt(r.columns.get(c)) for c in cols), status])
     return head, body
 
 
 def task_table(suite: str, rows: Sequence[Row]) -> tuple[list[str], list[list[str]]]:
-    with_tasks = [r for r in rows if r.tasks or r.source == "ours"]
+    with_tasks = [r for r in rows if r.tasks or is_ours(r)]
     head = ["task", "category", "metric", *(r.label for r in with_tasks)]
     body = []
     for s in tasks(suite):
@@ -372,9 +421,7 @@ def plot(path: Path, rows: Sequence[Row], suites: Sequence[str]) -> Path:
     for ax, suite in zip(axes[:, 0], suites, strict=True):
         cols = suite_columns(suite)
         shown = [
-            r
-            for r in rows
-            if r.suite == suite and (r.source == "ours" or r.label.startswith("Embed-RL"))
+            r for r in rows if r.suite == suite and (is_ours(r) or r.label.startswith("Embed-RL"))
         ]
         width = 0.8 / max(1, len(shown))
         x = np.arange(len(cols))
@@ -427,7 +474,7 @@ def build_leaderboard(
         thead, tbody = task_table(suite, rows)
         _write_csv(out_dir / f"{suite}_categories.csv", chead, cbody)
         _write_csv(out_dir / f"{suite}_tasks.csv", thead, tbody)
-        mine = [r for r in rows if r.source == "ours"]
+        mine = [r for r in rows if is_ours(r)]
         incomplete = [
             f"{r.label}: {len(r.missing)} missing ({', '.join(r.missing)})"
             for r in mine
@@ -440,11 +487,15 @@ def build_leaderboard(
             "",
         ]
         md += [_md(chead, cbody), ""]
+        if any(r.source == DIAGNOSTIC for r in mine):
+            md += [DIAGNOSTIC_NOTE, ""]
         if incomplete:
             md += ["**INCOMPLETE** (averages needing a missing task show `--`):", ""]
             md += [f"- {line}" for line in incomplete] + [""]
         md += [f"### {title}: per task", "", _md(thead, tbody), ""]
         htm += [f"<h2>{html.escape(title)}</h2>", _html_table(chead, cbody)]
+        if any(r.source == DIAGNOSTIC for r in mine):
+            htm += [f"<p>{html.escape(DIAGNOSTIC_NOTE)}</p>"]
         if incomplete:
             htm += (
                 ["<p><b>INCOMPLETE</b></p><ul>"]
