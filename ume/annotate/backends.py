@@ -86,17 +86,33 @@ def _content_words(text: str) -> set[str]:
 
 
 class OracleAnnotator:
-    """Writes well-formed T-CoTs from the ground truth that the synthetic generator records.
+    """Writes well-formed, *compact* T-CoTs from the ground truth the synthetic generator records.
+
+    Compact, because a tiny Reasoner must be able to write them within a short generation
+    limit (the embedded default's T-CoTs are about 20-60 tiny tokens; ``tcot_tokens`` in the
+    split manifest): the grammar is the paper's, the prose is cut to what matters::
+
+        <thinking> red triangle top-left {"bbox_2d": [47, 47, 281, 281]} </thinking>
+        <rethink> red triangle </rethink>
+        <answer> red triangle top-left </answer>
+
+    ``<thinking>`` names what is seen (the ground-truth keywords, or the content words of the
+    description) and ends with the modality's evidence (for text the keyword list is the
+    evidence, so nothing precedes it); ``<rethink>`` keeps the identity of the thing (its first
+    two keywords: colour and shape); ``<answer>`` is every keyword, in order.
 
     A seeded fraction of T-CoTs gets *wrong* evidence (boxes moved off the object, other key
     frames, unrelated keywords) and another fraction *no* evidence, so later stages meet
-    imperfect annotations. The draw for an item depends only on (seed, item content), not on
-    its position in the table, so reruns and subsets agree.
+    imperfect annotations; half of the wrong ones also misname a colour (a conflicting answer
+    for the relevance filter to catch). The draw for an item depends only on (seed, item
+    content), not on its position in the table, so reruns and subsets agree.
 
     >>> item = Item("image", text="", image="/x.png",
     ...             gt={"boxes": [[100, 100, 400, 400]], "description": "a red circle"})
-    >>> OracleAnnotator(OracleConfig(0.0, 0.0)).tcot([item], ["query"])[0].count("bbox_2d")
-    1
+    >>> print(OracleAnnotator(OracleConfig(0.0, 0.0)).tcot([item], ["query"])[0])
+    <thinking> red circle {"bbox_2d": [100, 100, 400, 400]} </thinking>
+    <rethink> red circle </rethink>
+    <answer> red circle </answer>
     """
 
     name = "oracle"
@@ -123,7 +139,7 @@ class OracleAnnotator:
         if not gt:
             self.counts["no_ground_truth"] += 1
         desc = gt.get("description") or item.text or "the content"
-        keywords = list(gt.get("keywords") or sorted(_content_words(desc))[:5])
+        keywords = list(dict.fromkeys(gt.get("keywords") or _ordered_content_words(desc)))
         u = rng.random()
         wrong = u < self.cfg.wrong_evidence_rate
         missing = not wrong and u < self.cfg.wrong_evidence_rate + self.cfg.missing_evidence_rate
@@ -153,13 +169,11 @@ class OracleAnnotator:
         if wrong:
             self.counts["wrong_evidence"] += 1
             if rng.random() < 0.5:  # half of the wrong annotations also misname a colour
-                desc, changed = _swap_colour(desc, rng)
-                keywords = [_swap_colour(k, rng)[0] if k in _COLOURS else k for k in keywords]
+                keywords, changed = _swap_colour_word(keywords, rng)
                 self.counts["conflicting_answer"] += changed
-        focus = item.inst.strip() or ("the query" if role == "query" else "the candidate")
-        thinking = f"The {item.modality} shows {desc}. Relevant to: {focus}."
-        rethink = f"For retrieval, what matters is {', '.join(keywords) or desc}."
-        return render_tcot(thinking, rethink, desc, evidence)
+        words = " ".join(keywords) or desc
+        thinking = "" if key == "text_keywords" and evidence else words
+        return render_tcot(thinking, " ".join(keywords[:2]) or desc, words, evidence)
 
     def tcot(self, items: Sequence[Item], roles: Sequence[str]) -> list[str]:
         return [self._one(it, r) for it, r in zip(items, roles, strict=True)]
@@ -188,14 +202,21 @@ _COLOURS = frozenset(COLORS)
 _SHAPES = frozenset(SHAPES)
 
 
-def _swap_colour(text: str, rng: random.Random) -> tuple[str, int]:
-    """Replace the first colour word of ``text`` by another colour; returns (text, 1 if changed)."""
-    words = text.split(" ")
-    for i, w in enumerate(words):
+def _swap_colour_word(words: list[str], rng: random.Random) -> tuple[list[str], int]:
+    """Replace the first colour of ``words`` by another colour; returns (words, 1 if changed)."""
+    out = list(words)
+    for i, w in enumerate(out):
         if w in _COLOURS:
-            words[i] = rng.choice(sorted(_COLOURS - {w}))
-            return " ".join(words), 1
-    return text, 0
+            out[i] = rng.choice(sorted(_COLOURS - {w}))
+            return out, 1
+    return out, 0
+
+
+def _ordered_content_words(text: str) -> list[str]:
+    """Content words of ``text`` in order of appearance, without repeats (hyphenated positions
+    such as ``top-left`` stay one word)."""
+    words = re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", text.lower())
+    return list(dict.fromkeys(w for w in words if w not in _STOP and len(w) > 1))
 
 
 _DISTRACT_WORDS = ["purple", "hexagon", "bottom", "fading", "spiral", "orange", "diagonal"]

@@ -196,6 +196,21 @@ def tcot_messages(item: Item, role: Role) -> list[Message]:
     return [_text_message("system", SYSTEM_TCOT), {"role": "user", "content": user}]
 
 
+def fixed_texts() -> list[str]:
+    """Every fixed text of the prompts (what a tiny tokenizer is trained on, besides its
+    corpus, so that prompts cost it few tokens)."""
+    blocks = [_format_block(k) for k in _EXAMPLE_EVIDENCE]
+    return [
+        SYSTEM_TCOT,
+        SYSTEM_FILTER,
+        SYSTEM_DISCRIMINATOR,
+        *_INPUT.values(),
+        *_EVIDENCE.values(),
+        *_ROLE.values(),
+        *blocks,
+    ]
+
+
 def _text_message(role: str, text: str) -> Message:
     return {"role": role, "content": [{"type": "text", "text": text}]}
 
