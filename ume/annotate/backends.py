@@ -262,6 +262,9 @@ class HFAnnotator:
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.seed = seed
+        # what the annotation stage checks for T-CoTs cut by the limit
+        self.limit = ("annotate.hf.max_new_tokens", max_new_tokens)
+        self.tokenizer = self.processor.tokenizer
 
     def _generate(self, chats: list[list[dict]], max_new_tokens: int) -> list[str]:
         from ume.models.backbone import chat_generate
@@ -297,6 +300,7 @@ class ServerAnnotator:
         self.client = ServerClient(cfg, "annotate.server")
         self.cfg = cfg
         self.temperature = temperature
+        self.limit = ("annotate.server.max_tokens", cfg.max_tokens)  # checked for cut T-CoTs
 
     def _map(self, chats: list[list[dict]], max_tokens: int) -> list[str]:
         return self.client.map(

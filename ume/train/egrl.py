@@ -347,6 +347,7 @@ def train_egrl(
     out_dir: str | Path,
     checkpoints: str | Path | None = None,
     *,
+    tcot_lengths: str | Path | None = None,
     embedder_backend=None,
     discriminator_backend=None,
 ) -> dict:
@@ -357,13 +358,21 @@ def train_egrl(
     local backends, the Discriminator only with the process reward). ``checkpoints``:
     resumption folder (default :func:`~ume.launch.resumable.checkpoint_dir`; resumed only under
     the same :func:`~ume.train.reasoner.fingerprint`).
+    ``tcot_lengths``: the annotated T-CoT lengths (``annotate/tcot_lengths.json``);
+    ``egrl.max_completion_length`` is checked against them before any model loads.
     ``embedder_backend`` / ``discriminator_backend``: ready backends instead (tests).
     """
     from ume.models.backbone import load_backbone
+    from ume.tcot.limits import check_limit, fraction_cut, read_lengths
     from ume.train import frozen
 
     g = cfg.egrl
     out_dir = Path(out_dir)
+    lengths = read_lengths(tcot_lengths) if tcot_lengths is not None else None
+    if lengths is not None:
+        check_limit(
+            "egrl.max_completion_length", g.max_completion_length, lengths, str(tcot_lengths)
+        )
     ckpt = checkpoint_dir(out_dir, checkpoints)
     manifest = Manifest("egrl", cfg.sections(), [rl_path])
     try:
@@ -450,6 +459,8 @@ def train_egrl(
         vllm=bool(args.use_vllm),
         reward_summary=R.log_summary(log_rows, "reward"),
         scorer=scorer.totals,
+        tcot_tokens={k: v for k, v in lengths.items() if k != "histogram"} if lengths else None,
+        annotated_tcots_cut=fraction_cut(lengths, g.max_completion_length) if lengths else None,
         start_model=str(start),
         heldout={k: v.get("outcome_mean") for k, v in heldout.items() if isinstance(v, dict)},
         backbone=rec,
