@@ -55,6 +55,7 @@ from ume.data.pairs import Item
 from ume.errors import ConfigError, DataError
 from ume.io import Manifest, write_json
 from ume.launch.resumable import checkpoint_dir, resume_point
+from ume.tcot.grounding import grounding_scores
 from ume.train import reasoner as R
 from ume.train.rewards import (
     QUERY,
@@ -272,6 +273,8 @@ def heldout_scores(
         acc_mean=sum(acc) / n,
         margin_mean=sum(margin) / n,
         format_rate=sum(fmt_all) / n,
+        # evidence boxes against the ground truth, where the items have it (synthetic data)
+        grounding=grounding_scores(texts, [(it.gt or {}).get("boxes") for _, _, it in rows]),
     )
     return out
 
