@@ -202,6 +202,37 @@ _COLOURS = frozenset(COLORS)
 _SHAPES = frozenset(SHAPES)
 
 
+def tcot_words(text: str) -> set[str]:
+    """The content words a T-CoT states: its reasoning, rethink, answer and keyword evidence
+    (box coordinates and JSON keys are not words); a text without any T-CoT tag is read whole.
+    """
+    from ume.tcot.format import parse_tcot
+
+    p = parse_tcot(text)
+    if not (p.thinking or p.rethink or p.answer):
+        return _content_words(text)
+    return _content_words(" ".join([p.reasoning, p.rethink, p.answer, *p.evidence.keywords]))
+
+
+def oracle_agreement(a: set[str], b: set[str]) -> float:
+    """How well two T-CoTs' words (:func:`tcot_words`) agree, by the synthetic world's rules:
+    the Jaccard overlap of their content words, minus 1 when both name colours (or shapes)
+    and share none (a red circle is not a blue one, however many other words they share).
+
+    >>> oracle_agreement({"red", "circle"}, {"red", "circle", "left"}) > 0.6
+    True
+    >>> oracle_agreement({"red", "circle"}, {"blue", "circle"}) < 0
+    True
+    """
+    if not a or not b:
+        return 0.0
+    score = len(a & b) / len(a | b)
+    for vocab in (_COLOURS, _SHAPES):
+        if (a & vocab) and (b & vocab) and not (a & b & vocab):
+            score -= 1.0
+    return score
+
+
 def _swap_colour_word(words: list[str], rng: random.Random) -> tuple[list[str], int]:
     """Replace the first colour of ``words`` by another colour; returns (words, 1 if changed)."""
     out = list(words)

@@ -462,6 +462,7 @@ def train_egrl(
         vllm=bool(args.use_vllm),
         reward_summary=R.log_summary(log_rows, "reward"),
         scorer=scorer.totals,
+        discriminator=_discriminator_record(g, discriminator, discriminator_backend),
         tcot_tokens={k: v for k, v in lengths.items() if k != "histogram"} if lengths else None,
         annotated_tcots_cut=fraction_cut(lengths, g.max_completion_length) if lengths else None,
         start_model=str(start),
@@ -471,6 +472,18 @@ def train_egrl(
     manifest.write(out_dir)
     trainer.accelerator.wait_for_everyone()
     return rec
+
+
+def _discriminator_record(g: EGRLConfig, folder, backend) -> dict[str, Any] | None:
+    """Which Discriminator judged the process reward (the manifest says it)."""
+    if not g.use_process_reward:
+        return None
+    return {
+        "backend": g.discriminator_backend,
+        "class": type(backend).__name__ if backend is not None else None,
+        "model": str(folder) if g.discriminator_backend == "local" and folder else None,
+        "server": g.discriminator_server.url if g.discriminator_backend == "server" else None,
+    }
 
 
 def _step_of(checkpoint: str) -> int:
