@@ -110,7 +110,15 @@ def cmd_annotate(args) -> int:
 
     cfg, model_dir, out = _config(args), _annotator_dir(args), args.out
     return _launched(
-        args, annotate_pairs, cfg, args.pairs, out, model_dir, record_dir=Path(out).parent
+        args,
+        annotate_pairs,
+        cfg,
+        args.pairs,
+        out,
+        model_dir,
+        reasoner=args.reasoner,
+        lengths_path=args.lengths,
+        record_dir=Path(out).parent,
     )
 
 
@@ -163,6 +171,7 @@ def cmd_eval(args) -> int:
         embedder=args.embedder,
         reasoners={"main": args.reasoner, "no_egrl": args.reasoner_no_egrl},
         cache_dir=None if cache == "none" else cache,
+        tcot_lengths=args.tcot_lengths,
         record_dir=None,  # tasks of a suite run in parallel: the per-task log holds the job
     )
 
@@ -216,6 +225,7 @@ def cmd_egrl(args) -> int:
         args.discriminator,
         args.out,
         args.checkpoint_dir,
+        tcot_lengths=args.tcot_lengths,
         record_dir=args.out,
         distributed=True,
     )
@@ -288,6 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(f"--{inp}", required=True)
         sp.add_argument("--out", required=True)
         sp.add_argument("--annotator", help="backbone.json of the annotator (backend hf)")
+        if name == "annotate":
+            sp.add_argument("--reasoner", help="Reasoner backbone.json: lengths in its tokens")
+            sp.add_argument("--lengths", help="where to write the T-CoT length statistics")
     sp = launched(stage("toy", cmd_toy, "toy resumable stage (launcher checks)", config=False))
     sp.add_argument("--out", required=True, help="final artifact (JSON)")
     sp.add_argument("--checkpoint-dir", required=True)
@@ -308,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reasoner", help="Reasoner folder or backbone.json (variants with T-CoTs)")
     sp.add_argument("--reasoner-no-egrl", help="Reasoner before EG-RL (variant no_egrl)")
     sp.add_argument("--cache-dir", help="T-CoT/embedding caches ('none': no disk cache)")
+    sp.add_argument("--tcot-lengths", help="annotated T-CoT lengths: eval.max_new_tokens check")
     sp = launched(
         stage("train-embedder", cmd_train_embedder, "contrastive training of the Embedder")
     )
@@ -326,6 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reasoner", required=True, help="starting Reasoner (backbone.json/folder)")
     sp.add_argument("--embedder", help="frozen Embedder folder (egrl.embedder_backend: local)")
     sp.add_argument("--discriminator", help="Discriminator backbone.json/folder (local backend)")
+    sp.add_argument("--tcot-lengths", help="annotated T-CoT lengths (max_completion_length check)")
     sp.add_argument("--out", required=True, help="output folder: model/, backbone.json, logs")
     sp.add_argument("--checkpoint-dir", help="resumption checkpoints (default <out>.checkpoints)")
     sp = stage("leaderboard", cmd_leaderboard, "leaderboard tables, plot, submissions")

@@ -371,8 +371,11 @@ class EGRLConfig:
         ServerConfig(), "the embeddings server (embedder_backend: server; /v1/embeddings)"
     )
     embed_batch_size: int = _f(16, "rollouts per Embedder forward (local backend)")
-    discriminator_backend: Literal["local", "server"] = _f(
-        "local", "frozen Discriminator in-process (local) or an OpenAI-compatible chat server"
+    discriminator_backend: Literal["local", "server", "oracle"] = _f(
+        "local",
+        "frozen Discriminator in-process (local), an OpenAI-compatible chat server, or the "
+        "rule-based judge of the synthetic world (oracle: data.source synthetic only; "
+        "docs/reasoner.md)",
     )
     discriminator_server: ServerConfig = _f(
         ServerConfig(), "the chat server (discriminator_backend: server)"
@@ -721,6 +724,16 @@ def _check(obj: Any, prefix: str) -> None:
         _check_egrl(obj, bad)
     if isinstance(obj, Config) and not obj.run.replace("-", "").replace("_", "").isalnum():
         raise bad("run", f"{obj.run!r}: use letters, digits, '-' and '_' (it names a folder)")
+    if (
+        isinstance(obj, Config)
+        and obj.egrl.discriminator_backend == "oracle"
+        and obj.data.source != "synthetic"
+    ):
+        raise ConfigError(
+            "egrl.discriminator_backend: 'oracle' judges T-CoTs by the synthetic world's "
+            f"vocabulary and needs data.source: synthetic (it is {obj.data.source!r}); use "
+            "'local' (the Discriminator model) or 'server'"
+        )
 
 
 def _check_train_embedder(t: EmbedderTrainConfig, bad) -> None:

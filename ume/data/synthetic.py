@@ -975,14 +975,16 @@ def _t_cls(cfg, rng, folder, k, few: bool = False):
     if few:
         label = "warm" if t.color in ("red", "orange", "yellow") else "cool"
         desc = f"the largest object is {t.describe()}, a {label} colour"
+        gt = _gt([obj_box(t, size)], None, [t.color, t.shape, label], desc)
     else:
         label, desc = t.label, f"the largest object is {t.describe()}"
+        gt = _obj_gt(t, size, desc)
     q = Item(
         "image",
         "Represent the given image for classification by its largest object",
         "",
         path,
-        gt=_obj_gt(t, size, desc),
+        gt=gt,
     )
     p = Item(
         "text",

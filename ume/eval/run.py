@@ -330,15 +330,23 @@ def run_eval(
     embedder: str | Path | None = None,
     reasoners: Mapping[str, str | Path | None] | None = None,
     cache_dir: str | Path | None = None,
+    tcot_lengths: str | Path | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Evaluate tasks of ``suite`` for ``cfg.eval.variants``; ``{task: {variant: record}}``.
 
     Models are loaded only if some task has data (a run on missing data only writes
     "missing" records). ``reasoners`` maps ``"main"`` / ``"no_egrl"`` to model paths.
+    ``tcot_lengths``: the annotated T-CoT lengths (``annotate/tcot_lengths.json``);
+    ``eval.max_new_tokens`` is checked against them first (:mod:`ume.tcot.limits`).
     """
     from ume.eval.registry import get_task
 
     ev = cfg.eval
+    if tcot_lengths is not None:
+        from ume.tcot.limits import check_limit, read_lengths
+
+        stats = read_lengths(tcot_lengths)
+        check_limit("eval.max_new_tokens", ev.max_new_tokens, stats, str(tcot_lengths))
     variants = variant_order(ev.variants)
     specs = [get_task(suite, n) for n in task_names]
     data_root = suite_root(cfg, suite, root)

@@ -113,7 +113,8 @@ _COLOURS = _words("red green blue yellow orange purple pink brown black white gr
 _SHAPES = _words("circle square triangle rectangle star ellipse hexagon line arrow cross diamond")
 _POSITIONS = _words(
     "left right top bottom centre center middle above below beside near far corner "
-    "upper lower inside outside behind front between"
+    "upper lower inside outside behind front between "
+    "top-left top-right bottom-left bottom-right"
 )
 _DOC_WORDS = _words(
     "document page title table figure chart caption paragraph section header footer "
@@ -147,6 +148,19 @@ _FILLER = _words(
 )
 
 
+def _evidence_line(rng: random.Random, c: str, s: str, p: str) -> str:
+    """A T-CoT evidence object of one of the three kinds (boxes on the 3x3 scene grid)."""
+    kind = rng.randrange(3)
+    if kind == 0:
+        edges = [0, 47, 281, 328, 391, 609, 672, 719, 953, 1000]
+        box = sorted(rng.sample(edges, 2)) + sorted(rng.sample(edges, 2))
+        return json.dumps({"bbox_2d": [box[0], box[2], box[1], box[3]]})
+    if kind == 1:
+        a = rng.randrange(1, 8)
+        return json.dumps({"key_frames": [a, a + 1]})
+    return json.dumps({"text_keywords": [c, s, p]})
+
+
 def _corpus(seed: int, n_lines: int = 1500) -> list[str]:
     """A deterministic English + JSON corpus for the BPE trainer (same seed -> same lines)."""
     rng = random.Random(seed)
@@ -177,14 +191,19 @@ def _corpus(seed: int, n_lines: int = 1500) -> list[str]:
                 f"{words_[0].capitalize()} {rng.randrange(1, 100)}: the {words_[1]} of the "
                 f"{words_[2]} shows {rng.randrange(0, 10000)} in {words_[3]} {words_[4]}."
             )
-        elif kind == 4:
-            lines.append(
-                f"<thinking>The query asks for a {c} {s}. The {s} is at the {p}.</thinking>"
-                f"<rethink>Check the evidence again.</rethink><answer>{c} {s}</answer>"
-            )
+        elif kind == 4:  # the body of a compact T-CoT (tags are added tokens: not here)
+            lines.append(f"{c} {s} {p} {_evidence_line(rng, c, s, p)} {c} {s} {c} {s} {p}")
         else:
             lines.append(f"{rng.choice(_INSTRUCTIONS)} {' '.join(rng.sample(words, 8))}")
-    return lines
+    # The project's fixed prompt texts, repeated so that BPE merges them: a tiny Reasoner
+    # reads them in every prompt (~500 tokens each without, ~300 with).
+    return lines + _prompt_texts() * 20
+
+
+def _prompt_texts() -> list[str]:
+    from ume.tcot import prompts
+
+    return prompts.fixed_texts()
 
 
 # --------------------------------------------------------------------------- tokenizer

@@ -48,9 +48,11 @@ rule annotate_tcot:
         pairs=rules.prepare_pairs.output.pairs,
         media=rules.prepare_pairs.output.media,
         annotator=annotator_input,
+        reasoner=f"{R}/models/base/reasoner/backbone.json",  # T-CoT lengths in its tokens
         launch=LAUNCH_CONFIG,
     output:
         tcot=f"{R}/annotate/tcot.parquet",
+        lengths=f"{R}/annotate/tcot_lengths.json",
         manifest=f"{R}/annotate/manifest.json",
     params:
         annotator=annotator_arg,
@@ -68,7 +70,7 @@ rule annotate_tcot:
         CPU_ENV
     shell:
         "python -m ume annotate --config {input.config} --pairs {input.pairs} --out {output.tcot}"
-        " {params.annotator}"
+        " {params.annotator} --reasoner {input.reasoner} --lengths {output.lengths}"
         + LAUNCH_ARGS
         + " 2> {log}"
 

@@ -17,6 +17,7 @@ rule eval_synth:
         embedder=eval_embedder,
         reasoner=eval_reasoner,
         reasoner_no_egrl=eval_reasoner_no_egrl,
+        lengths=eval_tcot_lengths,
         launch=LAUNCH_CONFIG,
     output:
         eval_outputs("synth"),
@@ -51,6 +52,7 @@ rule eval_mmeb:
         embedder=eval_embedder,
         reasoner=eval_reasoner,
         reasoner_no_egrl=eval_reasoner_no_egrl,
+        lengths=eval_tcot_lengths,
         launch=LAUNCH_CONFIG,
     output:
         eval_outputs("mmeb"),
@@ -85,6 +87,7 @@ rule eval_uvrb:
         embedder=eval_embedder,
         reasoner=eval_reasoner,
         reasoner_no_egrl=eval_reasoner_no_egrl,
+        lengths=eval_tcot_lengths,
         launch=LAUNCH_CONFIG,
     output:
         eval_outputs("uvrb"),

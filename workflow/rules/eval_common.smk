@@ -95,12 +95,27 @@ def eval_reasoner_no_egrl(wildcards):
     return stage_output(REASONER_STAGES, "auto", ("egrl",))
 
 
+def eval_tcot_lengths(wildcards):
+    """The annotated T-CoT lengths (eval.max_new_tokens is checked against them) when some
+    variant generates T-CoTs (with either Reasoner backend)."""
+    from ume.eval.run import VARIANTS
+
+    main_mode = CFG.train_embedder.tcot_input
+    if not any(
+        VARIANTS[v].reasoner and (VARIANTS[v].mode or main_mode) != "raw" for v in EVAL_VARIANTS
+    ):
+        return []
+    return rules.annotate_tcot.output.lengths
+
+
 def eval_model_args(wildcards, input):
     args = f"--embedder {input.embedder}"
     if input.reasoner:
         args += f" --reasoner {input.reasoner}"
     if input.reasoner_no_egrl:
         args += f" --reasoner-no-egrl {input.reasoner_no_egrl}"
+    if input.lengths:
+        args += f" --tcot-lengths {input.lengths}"
     return args
 
 

@@ -53,6 +53,7 @@ if CFG.egrl.enabled:
             reasoner=EGRL_START,
             embedder=egrl_embedder,
             discriminator=egrl_discriminator,
+            lengths=rules.annotate_tcot.output.lengths,
             launch=LAUNCH_CONFIG,
         output:
             directory(REASONER_RL),

@@ -52,7 +52,7 @@ SFT_SHELL = (
 )
 EGRL_SHELL = (
     "python -m ume egrl --config {input.config} --rl {input.rl} {params.models} --out {output}"
-    " --checkpoint-dir {params.checkpoints}"
+    " --checkpoint-dir {params.checkpoints} --tcot-lengths {input.lengths}"
     + LAUNCH_ARGS
     + " 2> {log}"
 )
