@@ -85,3 +85,17 @@ def test_config_checks_the_phases():
 def test_box_iou():
     assert box_iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1.0
     assert box_iou([0, 0, 10, 10], [20, 20, 30, 30]) == 0.0
+
+
+def test_summary_ends_with_the_embedders_closing_line_and_names_the_content():
+    from ume.inputs import SUMMARIZE
+
+    kinds = set()
+    for i in range(24):
+        s = example("summary", 2, i, **SIZES)
+        assert s.content[-1] == {"type": "text", "text": SUMMARIZE}
+        assert s.target and not s.target.startswith("a ") and " the " not in s.target
+        n_img = sum(p["type"] == "image" for p in s.content)
+        assert n_img == len(s.images)
+        kinds.add(n_img)
+    assert kinds == {0, 1, 8}  # text, scene or crop, video

@@ -20,7 +20,12 @@ conventions:
     frames labelled ``Frame k:`` (1-based, as the Embedder input and the prompts number
     them) -> the event and its key frames ``{"key_frames": [k, ...]}``;
 ``document``
-    a rendered page of ``key: value`` lines -> its keywords.
+    a rendered page of ``key: value`` lines -> its keywords;
+``summary``
+    a scene, a crop, a video or a caption as *text*, followed by the Embedder's closing line
+    ("Summarize the above content in one word:") -> its content words (``"red circle blue
+    square"``): the summarising a real instruction-tuned MLLM does at the end of a prompt,
+    which is where the Embedder reads its embedding (the ``<emb>`` position).
 
 Examples are a pure function of ``(seed, index)``: :func:`example` draws from
 ``numpy.random.default_rng([seed, SALT, index])``. ``SALT`` keeps this stream apart from
@@ -52,7 +57,7 @@ from ume.data.scenes import (
 )
 from ume.errors import ConfigError
 
-TASKS: tuple[str, ...] = ("caption", "ground", "region", "crop", "video", "document")
+TASKS: tuple[str, ...] = ("caption", "ground", "region", "crop", "video", "document", "summary")
 #: Third seed word of the pretraining stream (the synthetic data uses two-word seeds).
 SALT = 0x7072_6574  # "pret"
 HELD_OUT = 1 << 30  # held-out examples (the stage's probe) start at this index
@@ -149,6 +154,8 @@ def example(task: str, seed: int, index: int, *, image_size: int, doc_size: int,
         return _video(rng, size, num_frames)
     if task == "document":
         return _document(rng, doc_size)
+    if task == "summary":
+        return _summary(rng, size, num_frames)
     raise ConfigError(f"pretrain.tasks: unknown task {task!r}; known: {', '.join(TASKS)}")
 
 
@@ -182,6 +189,30 @@ def _document(rng: np.random.Generator, size: int) -> Example:
     img, _ = render_page(f"Report {int(rng.integers(100))}", lines, size)
     target = f"{color} {shape} {count} {city}"
     return _image_example("document", img, PROMPTS["document"], target, keywords=target.split())
+
+
+def _summary(rng: np.random.Generator, size: int, num_frames: int) -> Example:
+    from ume.inputs import SUMMARIZE
+
+    kind = int(rng.integers(4))
+    objs = _scene(rng)
+    words = " ".join(o.label for o in sorted(objs, key=lambda o: o.cell))
+    if kind == 0:  # a scene
+        content, images = [{"type": "image"}], [render_scene(objs, size)]
+    elif kind == 1:  # a caption as text
+        content, images = [{"type": "text", "text": _caption(objs)}], []
+    elif kind == 2:  # a crop of one object
+        t = objs[int(rng.integers(len(objs)))]
+        x1, y1, x2, y2 = obj_pixels(t, size)
+        images = [render_scene(objs, size).crop((x1, y1, x2 + 1, y2 + 1))]
+        content, words = [{"type": "image"}], t.label
+    else:  # a video: what happens
+        v = _video(rng, size, num_frames)
+        content, images = v.content[:-1], v.images
+        stop = {"a", "the", "from", "to", "at"}
+        words = " ".join(w for w in v.target.split(" {")[0].split() if w not in stop)
+    content = [*content, {"type": "text", "text": SUMMARIZE}]
+    return Example("summary", content, images, words)
 
 
 def task_schedule(phases: Sequence[Any], batch_size: int, seed: int) -> list[str]:
