@@ -19,6 +19,7 @@ and with Reasoner T-CoTs; the DAG's wall time and peak RSS. ``--json`` writes it
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -33,12 +34,16 @@ sys.path.insert(0, str(REPO))  # run from a checkout
 
 VARIANTS = ("main", "raw", "answer_only", "no_evidence", "oracle_tcot", "oracle_no_evidence")
 DIAGNOSTIC = ("oracle_tcot", "oracle_no_evidence")
-# (row label, variant, times chance the issue asks for; None: reported only)
+# variant -> the multiple of chance the issue asks of its overall score
 TARGETS = {"main": 3.0, "raw": 2.0}
 
 
 def seed_config(seed: int, run: str, results_dir: str) -> dict:
-    """Config overrides of one seed's run (layered on config/config.yaml)."""
+    """Config overrides of one seed's run (layered on config/config.yaml): every seed, and
+    the variants of this table added to the configured ones."""
+    from ume.config import load_config
+
+    configured = load_config(REPO / "config" / "config.yaml").eval.variants
     return {
         "run": run,
         "results_dir": results_dir,
@@ -48,7 +53,7 @@ def seed_config(seed: int, run: str, results_dir: str) -> dict:
         "data": {"synthetic": {"seed": seed}},
         "annotate": {"oracle": {"seed": seed}},
         "split": {"seed": seed},
-        "eval": {"variants": list(VARIANTS)},
+        "eval": {"variants": list(dict.fromkeys([*configured, *VARIANTS]))},
     }
 
 
@@ -71,10 +76,8 @@ class PeakRSS:
                 procs = [self.proc, *self.proc.children(recursive=True)]
                 total = 0
                 for p in procs:
-                    try:
+                    with contextlib.suppress(psutil.Error):  # a job that just ended
                         total += p.memory_info().rss
-                    except psutil.Error:
-                        pass
                 self.peak = max(self.peak, total)
             except psutil.Error:
                 return

@@ -274,6 +274,11 @@ class EmbedderTrainConfig:
     global_batch_size: int = _f(512, "pairs per optimisation step (paper: 512 for 2B, 256 for 4B)")
     sub_batch_size: int = _f(64, "pairs per single-dataset sub-batch")
     gradcache_chunk_size: int = _f(16, "pairs per forward/backward chunk of gradient caching")
+    gradcache: bool = _f(
+        True,
+        "gradient caching (memory of one chunk, a second forward per chunk); false: every "
+        "chunk keeps its graph (memory of the whole batch, no second forward: tiny models)",
+    )
     max_video_sub_batches: int = _f(1, "at most this many video sub-batches per batch")
     hard_negatives: bool = _f(False, "add the source's hard negatives to the candidates")
     epochs: float = _f(2.0, "passes over the contrastive data")

@@ -70,6 +70,7 @@ def gradcache_step(
     backward: Callable[[Tensor, bool], None] | None = None,
     no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
     loss_scale: float = 1.0,
+    cache: bool = True,
 ) -> Any:
     """One GradCache forward/backward; returns what ``loss_fn`` returns (its graph freed).
 
@@ -89,12 +90,14 @@ def gradcache_step(
     Parameter gradients are *accumulated* (``.grad +=``) like a plain ``loss.backward()``.
 
     When every group is a single chunk the cache buys nothing (the whole batch's activations
-    are held anyway): the step is then a plain forward with a graph and one backward, which
-    saves the second forward.
+    are held anyway), and with ``cache=False`` it is not wanted (memory is plentiful: a tiny
+    model): the step is then a plain forward of every chunk with a graph and one backward,
+    which saves the second forward. Chunks still pad separately (a chunk of short inputs is
+    not padded to the batch's longest).
     """
     backward = backward or (lambda s, is_last: s.backward())
-    if all(len(chunks) == 1 for chunks in groups):
-        result = loss_fn([embed(chunks[0]) for chunks in groups])
+    if not cache or all(len(chunks) == 1 for chunks in groups):
+        result = loss_fn([torch.cat([embed(c) for c in chunks]) for chunks in groups])
         loss = result if isinstance(result, Tensor) else result.loss
         backward(loss * loss_scale, True)
         return _detached(result)
