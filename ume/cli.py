@@ -80,6 +80,13 @@ def cmd_models(args) -> int:
     )
 
 
+def cmd_pretrain(args) -> int:
+    from ume.train.pretrain import pretrain_models
+
+    cfg = _config(args)
+    return _launched(args, pretrain_models, cfg, args.init, args.out, record_dir=args.out)
+
+
 def cmd_data(args) -> int:
     from ume.data.stage import prepare_pairs
 
@@ -107,7 +114,15 @@ def cmd_annotate(args) -> int:
 
     cfg, model_dir, out = _config(args), _annotator_dir(args), args.out
     return _launched(
-        args, annotate_pairs, cfg, args.pairs, out, model_dir, record_dir=Path(out).parent
+        args,
+        annotate_pairs,
+        cfg,
+        args.pairs,
+        out,
+        model_dir,
+        reasoner=args.reasoner,
+        lengths_path=args.lengths,
+        record_dir=Path(out).parent,
     )
 
 
@@ -143,6 +158,7 @@ def cmd_eval(args) -> int:
         embedder=args.embedder,
         reasoners={"main": args.reasoner, "no_egrl": args.reasoner_no_egrl},
         cache_dir=None if cache == "none" else cache,
+        tcot_lengths=args.tcot_lengths,
         record_dir=None,  # tasks of a suite run in parallel: the per-task log holds the job
     )
 
@@ -277,6 +293,7 @@ def cmd_egrl(args) -> int:
         args.discriminator,
         args.out,
         args.checkpoint_dir,
+        tcot_lengths=args.tcot_lengths,
         record_dir=args.out,
         distributed=True,
     )
@@ -347,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sp.add_argument("--out", required=True, help="models folder (one subfolder per role)")
     sp.add_argument("--roles", nargs="*")
+    sp = add_launch_options(
+        stage("pretrain", cmd_pretrain, "pretrain the tiny backbones (real: as is)")
+    )
+    sp.add_argument("--init", required=True, help="base-model folder (<role>/backbone.json)")
+    sp.add_argument("--out", required=True, help="models folder (one subfolder per role)")
     sp = stage("data", cmd_data, "training pairs: synthetic or the paper's sources")
     sp.add_argument("--out", required=True)
     sp = stage("benchmark", cmd_benchmark, "write the synthetic benchmark in the real layouts")
@@ -356,6 +378,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument(f"--{inp}", required=True)
         sp.add_argument("--out", required=True)
         sp.add_argument("--annotator", help="backbone.json of the annotator (backend hf)")
+        if name == "annotate":
+            sp.add_argument("--reasoner", help="Reasoner backbone.json: lengths in its tokens")
+            sp.add_argument("--lengths", help="where to write the T-CoT length statistics")
     sp = stage("split", cmd_split, "split into contrastive and RL sets")
     sp.add_argument("--filtered", required=True)
     sp.add_argument("--contrastive", required=True)
@@ -369,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reasoner", help="Reasoner folder or backbone.json (variants with T-CoTs)")
     sp.add_argument("--reasoner-no-egrl", help="Reasoner before EG-RL (variant no_egrl)")
     sp.add_argument("--cache-dir", help="T-CoT/embedding caches ('none': no disk cache)")
+    sp.add_argument("--tcot-lengths", help="annotated T-CoT lengths: eval.max_new_tokens check")
     sp = stage("serve", cmd_serve, "serve the run's models: /v1/embeddings, /v1/chat/completions")
     sp.add_argument("--embedder", help="Embedder folder or backbone.json (default: newest)")
     sp.add_argument("--reasoner", help="Reasoner folder or backbone.json (default: newest)")
@@ -416,6 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--reasoner", required=True, help="starting Reasoner (backbone.json/folder)")
     sp.add_argument("--embedder", help="frozen Embedder folder (egrl.embedder_backend: local)")
     sp.add_argument("--discriminator", help="Discriminator backbone.json/folder (local backend)")
+    sp.add_argument("--tcot-lengths", help="annotated T-CoT lengths (max_completion_length check)")
     sp.add_argument("--out", required=True, help="output folder: model/, backbone.json, logs")
     sp.add_argument("--checkpoint-dir", help="resumption checkpoints (default <out>.checkpoints)")
     sp = stage("leaderboard", cmd_leaderboard, "leaderboard tables, plot, submissions")

@@ -197,12 +197,23 @@ def subsection(cls: type[Section], doc: str, **here: Any) -> Any:
 
 # --------------------------------------------------------------------------- models
 class TinyModelConfig(Section):
-    hidden_size: int = Field(64, ge=8, description="text hidden size (vision out size matches)")
-    num_layers: int = Field(2, ge=1, description="decoder layers of the tiny language model")
+    hidden_size: int = Field(128, ge=8, description="text hidden size (vision out size matches)")
+    num_layers: int = Field(4, ge=1, description="decoder layers of the tiny language model")
     num_heads: int = Field(4, ge=1, description="attention heads (head_dim = hidden_size / heads)")
     num_kv_heads: int = Field(2, ge=1, description="key/value heads (grouped-query attention)")
-    intermediate_size: int = Field(128, ge=1, description="MLP width of the tiny language model")
-    vision_depth: int = Field(2, ge=1, description="vision transformer blocks of the tiny model")
+    intermediate_size: int = Field(256, ge=1, description="MLP width of the tiny language model")
+    vision_depth: int = Field(4, ge=1, description="vision transformer blocks of the tiny model")
+    vision_hidden_size: int = Field(64, ge=8, description="width of the tiny vision transformer")
+    vision_heads: int = Field(2, ge=1, description="attention heads of the tiny vision transformer")
+    patch_size: int | None = Field(
+        16,
+        ge=2,
+        description="vision patch side in pixels (null: the family's own, Qwen3-VL 16, Qwen2-VL "
+        "14); 16 makes a 96-px synthetic scene 3x3 merged tokens, one per grid cell",
+    )
+    initializer_range: float = Field(
+        0.02, gt=0, description="std of the random initial weights (the real configs' value)"
+    )
     vocab_size: int = Field(
         1024,
         ge=300,
@@ -212,6 +223,12 @@ class TinyModelConfig(Section):
     seed: int = Field(0, ge=0, description="seed of the random init (same seed -> same weights)")
 
     def _cross_checks(self):
+        if self.vision_hidden_size % self.vision_heads:
+            yield (
+                "vision_heads",
+                f"{self.vision_heads} does not divide vision_hidden_size "
+                f"({self.vision_hidden_size}); use a divisor of it",
+            )
         if self.hidden_size % self.num_heads:
             yield (
                 "num_heads",
@@ -287,10 +304,86 @@ class ModelsConfig(Section):
     )
 
 
+# --------------------------------------------------------------------------- pretraining
+#: The pretraining tasks of ume/data/pretraining.py (which checks that it builds exactly these).
+PRETRAIN_TASKS = ("caption", "ground", "region", "crop", "video", "document", "summary")
+PretrainTask = Literal["caption", "ground", "region", "crop", "video", "document", "summary"]
+
+
+class PretrainPhaseConfig(Section):
+    steps: int = Field(100, ge=1, description="optimisation steps of this phase")
+    tasks: dict[PretrainTask, float] = Field(
+        {"crop": 1.0},
+        description="sampling weight of each pretraining task in this phase (caption, ground, "
+        "region, crop, video, document, summary: ume/data/pretraining.py)",
+    )
+
+    def _cross_checks(self):
+        if any(w < 0 for w in self.tasks.values()) or not any(w > 0 for w in self.tasks.values()):
+            yield ("tasks", "weights must be >= 0 and at least one positive")
+
+
+class PretrainConfig(Section):
+    """What a real MLLM brings and a tiny random one lacks: a short language-modelling run on
+    synthetic scenes (captions, boxes, regions, crops, key frames, summaries), vision tower
+    trained, for tiny backbones only (``source: tiny``); real backbones pass through."""
+
+    enabled: bool = Field(
+        True, description="pretrain tiny backbones before every other stage (false: random)"
+    )
+    roles: list[Literal["embedder", "reasoner", "discriminator", "annotator"]] = Field(
+        ["embedder", "reasoner", "discriminator"],
+        description="roles whose tiny backbone is pretrained (roles of one family share one "
+        "run; the Qwen2-VL annotator, used only by annotate.backend: hf, would cost as much "
+        "again); real backbones (source: path) are never pretrained",
+    )
+    seed: int = Field(0, ge=0, description="seed of the pretraining examples and of training")
+    phases: list[PretrainPhaseConfig] = Field(
+        default_factory=lambda: [
+            PretrainPhaseConfig(
+                steps=300,
+                tasks={
+                    "caption": 1.0,
+                    "ground": 1.0,
+                    "region": 1.0,
+                    "crop": 1.0,
+                    "video": 0.5,
+                    "summary": 1.5,
+                },
+            )
+        ],
+        min_length=1,
+        description="curriculum: phases run in order, each drawing its batches from its own "
+        "task mix (tasks mixed inside every batch)",
+    )
+    batch_size: int = Field(16, ge=1, description="examples per step")
+    learning_rate: float = Field(2e-3, gt=0, description="peak learning rate (AdamW)")
+    lr_scheduler: Literal["cosine", "constant", "linear"] = Field(
+        "cosine", description="schedule after warm-up, over all phases"
+    )
+    warmup_steps: int = Field(20, ge=0, description="linear warm-up steps")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, ge=0, description="clip the gradient norm (0: no clipping)")
+    image_size: int = Field(96, ge=1, description="side of the pretraining scenes, pixels")
+    doc_size: int = Field(128, ge=1, description="side of the pretraining document pages, pixels")
+    num_frames: int = Field(8, ge=1, description="frames per pretraining video")
+    probe_examples: int = Field(
+        16, ge=0, description="held-out examples per task scored after training (manifest)"
+    )
+
+    @property
+    def steps(self) -> int:
+        return sum(ph.steps for ph in self.phases)
+
+
 # --------------------------------------------------------------------------- data
 class SyntheticConfig(Section):
     seed: int = Field(0, ge=0, description="seed of the generator (same seed -> same bytes)")
-    image_size: int = Field(64, ge=1, description="side of the square synthetic images, pixels")
+    image_size: int = Field(
+        96,
+        ge=1,
+        description="side of the square synthetic images, pixels (3x3 cells of 2x2 patches)",
+    )
     doc_size: int = Field(128, ge=1, description="side of the square document pages, pixels")
     num_frames: int = Field(8, ge=1, description="frames per synthetic video")
     shapes_per_image: int = Field(
@@ -302,7 +395,9 @@ class SyntheticConfig(Section):
     train_pairs_per_dataset: int = Field(
         32, ge=1, description="training pairs written per synthetic training dataset"
     )
-    eval_queries: int = Field(16, ge=1, description="queries per synthetic benchmark task")
+    eval_queries: int = Field(
+        32, ge=1, description="queries per synthetic benchmark task (one query = 3 points)"
+    )
     eval_candidates: int = Field(
         8, ge=2, description="candidates per query of local ranking (a positive and distractors)"
     )
@@ -383,7 +478,9 @@ class OracleConfig(Section):
 
 class HFAnnotatorConfig(Section):
     batch_size: int = Field(4, ge=1, description="prompts per generate call (left padding)")
-    max_new_tokens: int = Field(64, ge=1, description="T-CoT length limit in tokens")
+    max_new_tokens: int = Field(
+        96, ge=1, description="T-CoT length limit in tokens (compact T-CoTs: p95 ~67 tiny tokens)"
+    )
     temperature: float = Field(0.0, ge=0, description="sampling temperature (0: greedy)")
 
 
@@ -526,7 +623,9 @@ class EmbedderTrainConfig(Section):
     )
     lora: LoraConfig = subsection(LoraConfig, "LoRA of the Embedder")
     temperature: float = Field(
-        0.02, gt=0, description="InfoNCE temperature (logit scale 1/temperature = 50)"
+        0.05,
+        gt=0,
+        description="InfoNCE temperature (paper: 0.02; the tiny Embedder collapsed at it)",
     )
     global_batch_size: int = Field(
         32, ge=1, description="pairs per optimisation step (paper: 512 for 2B, 256 for 4B)"
@@ -535,7 +634,16 @@ class EmbedderTrainConfig(Section):
         16, ge=1, description="pairs per single-dataset sub-batch (paper: 64)"
     )
     gradcache_chunk_size: int = Field(
-        8, ge=1, description="pairs per forward/backward chunk of gradient caching (paper: 16)"
+        16,
+        ge=1,
+        description="pairs per forward/backward chunk (paper: 16); a chunk never spans two "
+        "sub-batches, so short inputs are not padded to a video's length",
+    )
+    gradcache: bool = Field(
+        False,
+        description="gradient caching (memory of one chunk, a second forward per chunk; "
+        "paper: on); false: every chunk keeps its graph (memory of the whole batch, no second "
+        "forward: tiny models)",
     )
     max_video_sub_batches: int = Field(
         1, ge=0, description="at most this many video sub-batches per batch"
@@ -543,18 +651,21 @@ class EmbedderTrainConfig(Section):
     hard_negatives: bool = Field(False, description="add the source's hard negatives")
     epochs: float = Field(1.0, gt=0, description="passes over the contrastive data (paper: 2)")
     max_steps: int | None = Field(
-        30,
+        100,
         ge=1,
         description="stop after this many steps, overriding epochs (null: run the epochs, "
         "as the paper does)",
     )
     learning_rate: float = Field(
-        1e-3, gt=0, description="peak learning rate (paper: 1e-4; tiny random models need more)"
+        2e-3,
+        gt=0,
+        description="peak learning rate (paper: 1e-4; LoRA on a tiny model: 5e-3 collapsed "
+        "every embedding)",
     )
     lr_scheduler: Literal["cosine", "constant", "linear"] = Field(
         "cosine", description="schedule after warm-up"
     )
-    warmup_steps: int = Field(2, ge=0, description="linear warm-up steps (paper: 10)")
+    warmup_steps: int = Field(10, ge=0, description="linear warm-up steps (paper: 10)")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay")
     max_length: int = Field(512, ge=1, description="token limit of one input (paper: 8192)")
     gradient_checkpointing: bool = Field(
@@ -610,10 +721,13 @@ class SFTConfig(Section):
     )
     epochs: float = Field(1.0, gt=0, description="passes over the annotated T-CoTs")
     max_steps: int | None = Field(
-        10, ge=1, description="stop after this many steps, overriding epochs (null: run the epochs)"
+        150,
+        ge=1,
+        description="stop after this many steps, overriding epochs (null: run the epochs); "
+        "the embedded default's held-out format rate needs ~150 (docs/reasoner.md)",
     )
     learning_rate: float = Field(5e-3, gt=0, description="learning rate (paper: 1e-5)")
-    batch_size: int = Field(2, ge=1, description="examples per device step (paper: 8)")
+    batch_size: int = Field(8, ge=1, description="examples per device step (paper: 8)")
     gradient_accumulation_steps: int = Field(1, ge=1, description="micro-batches per step")
     max_length: int = Field(
         1024, ge=1, description="token limit of prompt + completion (paper: 4096)"
@@ -711,9 +825,11 @@ class EGRLConfig(Section):
         "the embeddings server (embedder_backend: server; /v1/embeddings; max_tokens unused)",
     )
     embed_batch_size: int = Field(16, ge=1, description="rollouts per Embedder forward (local)")
-    discriminator_backend: Literal["local", "server"] = Field(
-        "local",
-        description="frozen Discriminator in-process (local) or an OpenAI-compatible chat server",
+    discriminator_backend: Literal["local", "server", "oracle"] = Field(
+        "oracle",
+        description="frozen Discriminator in-process (local; paper scale), an OpenAI-compatible "
+        "chat server, or the rule-based judge of the synthetic world (oracle: data.source "
+        "synthetic only, the embedded default: a tiny model cannot judge; docs/reasoner.md)",
     )
     discriminator_server: ServerConfig = subsection(
         ServerConfig,
@@ -727,7 +843,10 @@ class EGRLConfig(Section):
         16, ge=1, description="prompts per Discriminator generate call (local)"
     )
     learning_rate: float = Field(
-        5e-4, gt=0, description="constant learning rate (paper: 3e-6; tiny models need more)"
+        1e-4,
+        gt=0,
+        description="constant learning rate (paper: 3e-6 with LoRA; tiny models, fully "
+        "fine-tuned, need more)",
     )
     beta: float = Field(
         0.01, ge=0, description="KL coefficient (low-variance KL estimator, not in the reward)"
@@ -738,10 +857,10 @@ class EGRLConfig(Section):
         description="TRL loss aggregation; dapo = token mean over the batch (verl's token-mean)",
     )
     temperature: float = Field(
-        0.1,
+        1.0,
         gt=0,
-        description="sampling temperature of rollouts (paper: 1.0; tiny random models have "
-        "nearly flat logits)",
+        description="sampling temperature of rollouts (paper: 1.0; after SFT the tiny Reasoner "
+        "samples varied, readable T-CoTs at it)",
     )
     max_prompt_length: int = Field(
         1024,
@@ -749,13 +868,18 @@ class EGRLConfig(Section):
         description="prompt token limit, images included; vLLM model length = prompt + rollout "
         "(paper scale: 8192)",
     )
-    max_completion_length: int = Field(32, ge=1, description="rollout token limit (paper: 2048)")
+    max_completion_length: int = Field(
+        80,
+        ge=1,
+        description="rollout token limit (paper: 2048); checked against the annotated T-CoT "
+        "lengths (annotate/tcot_lengths.json)",
+    )
     epochs: float = Field(1.0, gt=0, description="passes over the RL set")
     max_steps: int | None = Field(
-        8, ge=1, description="stop after this many steps, overriding epochs (null: run the epochs)"
+        20, ge=1, description="stop after this many steps, overriding epochs (null: run the epochs)"
     )
     pairs_per_device: int = Field(
-        2,
+        5,
         ge=1,
         description="pairs each process rolls out per optimisation step: one generation batch of "
         "2 x G x pairs_per_device rollouts, all of one dataset, that the rewards see at once "
@@ -793,7 +917,12 @@ class EGRLConfig(Section):
         "starting and the trained Reasoner on them is written to heldout.json (0: none, as at "
         "paper scale)",
     )
-    lora: LoraConfig = subsection(LoraConfig, "LoRA of the Reasoner during EG-RL")
+    lora: LoraConfig = subsection(
+        LoraConfig,
+        "LoRA of the Reasoner during EG-RL (tiny models: full fine-tuning, LoRA's per-layer cost "
+        "doubles a step; paper: LoRA r 64, alpha 128)",
+        enabled=False,
+    )
 
     requires = (
         Requirement({"embedder_backend": "server"}, "embedder_server.url", URL_FIX),
@@ -909,17 +1038,41 @@ class EvalConfig(Section):
         "videos_frames/)",
     )
     num_frames: int = Field(8, ge=1, description="frames sampled uniformly per video")
-    max_new_tokens: int = Field(48, ge=1, description="T-CoT length limit (paper: 2048)")
+    max_new_tokens: int = Field(
+        80,
+        ge=1,
+        description="T-CoT length limit (paper: 2048); checked against the annotated T-CoT "
+        "lengths when a variant generates T-CoTs",
+    )
     batch_size: int = Field(16, ge=1, description="items per reasoning / encoding batch")
     on_bad_item: Literal["error", "skip"] = Field(
         "error", description="malformed benchmark row: stop, or skip and count"
     )
-    variants: list[Literal["main", "raw", "answer_only", "no_evidence", "no_egrl"]] = Field(
-        ["main", "raw", "answer_only", "no_evidence"],
+    variants: list[
+        Literal[
+            "main",
+            "raw",
+            "answer_only",
+            "no_evidence",
+            "no_egrl",
+            "oracle_tcot",
+            "oracle_no_evidence",
+        ]
+    ] = Field(
+        [
+            "main",
+            "raw",
+            "answer_only",
+            "no_evidence",
+            "no_egrl",
+            "oracle_tcot",
+            "oracle_no_evidence",
+        ],
         min_length=1,
         description="evaluation variants: main (the run's models and input), raw (no T-CoT), "
         "answer_only, no_evidence (Embedder input only: reuse main's T-CoTs), no_egrl "
-        "(Reasoner before EG-RL)",
+        "(Reasoner before EG-RL), oracle_tcot and oracle_no_evidence (diagnostics: "
+        "ground-truth T-CoTs with and without evidence, synthetic data only)",
     )
     embedder_stage: Literal["auto", "base", "trained"] = Field(
         "auto",
@@ -1053,6 +1206,9 @@ class Config(Section):
     results_dir: str = Field("results", min_length=1, description="root of all artifacts")
     seed: int = Field(0, ge=0, description="global seed (paper preset: 42)")
     models: ModelsConfig = subsection(ModelsConfig, "backbones: tiny builder or local paths")
+    pretrain: PretrainConfig = subsection(
+        PretrainConfig, "pretraining of the tiny backbones (real backbones pass through)"
+    )
     data: DataConfig = subsection(DataConfig, "training data and synthetic benchmark")
     annotate: AnnotateConfig = subsection(AnnotateConfig, "T-CoT annotation of training pairs")
     filter: FilterConfig = subsection(FilterConfig, "relevance filter of annotated pairs")
@@ -1077,6 +1233,15 @@ class Config(Section):
             MODEL_FIX,
         ),
     )
+
+    def _cross_checks(self):
+        if self.egrl.discriminator_backend == "oracle" and self.data.source != "synthetic":
+            yield (
+                "egrl.discriminator_backend",
+                "'oracle' judges T-CoTs by the synthetic world's vocabulary and needs "
+                f"data.source: synthetic (it is {self.data.source!r}); use 'local' (the "
+                "Discriminator model) or 'server'",
+            )
 
     # top-level keys the files gave when they are a stage's slice (see sections())
     _given_keys: list[str] | None = PrivateAttr(None)

@@ -38,6 +38,7 @@ ROLES: tuple[str, ...] = ("embedder", "reasoner", "discriminator", "annotator")
 #: model on images reads ``budgets`` (one pixel budget for every role).
 STAGE_SECTIONS: dict[str, list[str]] = {
     "models": ["seed", "models"],
+    "pretrain": ["seed", "models", "pretrain"],
     "data": ["seed", "data"],
     "benchmark": ["seed", "data"],
     # every stage that reads pair tables also reads data.on_bad_item (ume/pair_table.py)
@@ -52,7 +53,11 @@ STAGE_SECTIONS: dict[str, list[str]] = {
     "report": ["run", "results_dir", "models", "train_embedder", "eval"],
 }
 
-#: A base model's record, relative to the run folder.
+#: A model's record as built (tiny: random weights) or found (a real backbone), relative to
+#: the run folder: what the pretraining stage starts from.
+INIT_MODEL = "models/init/{role}/backbone.json"
+#: A base model's record (tiny: pretrained; real: passed through), relative to the run folder:
+#: what every later stage reads.
 BASE_MODEL = "models/base/{role}/backbone.json"
 
 #: Where each stage's Embedder / Reasoner lies in the run folder, newest stage first.
@@ -83,6 +88,13 @@ def base_model(cfg: Config, role: str) -> str:
     if role not in ROLES:
         raise ConfigError(f"unknown model role {role!r}; roles: {', '.join(ROLES)}")
     return f"{run_dir(cfg)}/{BASE_MODEL.format(role=role)}"
+
+
+def init_model(cfg: Config, role: str) -> str:
+    """The record of ``role`` before pretraining (its tokenizer is the base model's)."""
+    if role not in ROLES:
+        raise ConfigError(f"unknown model role {role!r}; roles: {', '.join(ROLES)}")
+    return f"{run_dir(cfg)}/{INIT_MODEL.format(role=role)}"
 
 
 def embedder_model(cfg: Config, stage: str) -> str:
@@ -229,6 +241,21 @@ def eval_reasoner(cfg: Config) -> str | list[str]:
             f"{stage}.enabled: true"
         )
     return reasoner_model(cfg, stage)
+
+
+def eval_generates_tcots(cfg: Config) -> bool:
+    """Does some configured variant have a Reasoner write T-CoTs (with either backend)? Then
+    eval.max_new_tokens is checked against the annotated T-CoT lengths."""
+    main_mode = cfg.train_embedder.tcot_input
+    return any(
+        VARIANTS[v].reasoner not in (None, "oracle") and (VARIANTS[v].mode or main_mode) != "raw"
+        for v in cfg.eval.variants
+    )
+
+
+def eval_tcot_lengths(cfg: Config, lengths: str) -> str | list[str]:
+    """``lengths`` (the annotated T-CoT lengths) when a variant generates T-CoTs, else nothing."""
+    return lengths if eval_generates_tcots(cfg) else []
 
 
 def eval_reasoner_no_egrl(cfg: Config) -> str | list[str]:

@@ -116,7 +116,7 @@ def test_a_long_tcot_with_eight_frames_and_key_frames_keeps_every_tcot_token(fol
 
 def test_over_the_limit_visual_tokens_give_way_in_order_and_are_counted(folder, frames):
     proc = real_like(folder, PAPER)
-    tcot, thinking = long_tcot(2100)  # about 7,000 tokens of T-CoT
+    tcot, thinking = long_tcot(1700)  # about 7,000 tokens of T-CoT
     b = build_input(Item(modality="video", frames=frames, text="a video"), tcot)
     batch = collate([b], proc, max_length=8192)
     ids, text = decoded(batch, proc)

@@ -158,3 +158,32 @@ def test_honesty_marks(tmp_path, eval_dir):
     assert "78.0 (3 skipped)" in md and "PARTIAL" in md and "N24News" in md
     cells = line["r / main"].split(" | ")
     assert any(c.endswith("(partial)") for c in cells)
+
+
+def test_chance_and_diagnostic_variants_are_labelled(tmp_path):
+    from ume.report.leaderboard import build_leaderboard, our_rows
+
+    ev = tmp_path / "eval"
+    for variant, score in (("main", 0.5), ("oracle_tcot", 0.9)):
+        folder = ev / variant / "synth"
+        folder.mkdir(parents=True)
+        for spec in tasks("synth"):
+            rec = {"task": spec.name, "status": "ok", "main_score": score, "chance": 0.125}
+            (folder / f"{spec.name}.score.json").write_text(json.dumps(rec))
+    rows = {r.label: r for r in our_rows({"run": ev}, ["synth"])}
+    assert set(rows) == {
+        "run / main",
+        "run / oracle_tcot (diagnostic)",
+        "run / chance (diagnostic)",
+    }
+    assert rows["run / chance (diagnostic)"].overall == pytest.approx(12.5)
+    assert rows["run / main"].source == "ours"
+    assert rows["run / oracle_tcot (diagnostic)"].source == "diagnostic"
+    build_leaderboard({"run": ev}, ["synth"], tmp_path / "lb")
+    md = (tmp_path / "lb" / "leaderboard.md").read_text()
+    assert "| run / chance (diagnostic) |" in md and "not model results" in md
+    # a diagnostic is never the best of a column, however high
+    line = next(ln for ln in md.splitlines() if ln.startswith("| run / oracle_tcot"))
+    assert "**" not in line
+    line = next(ln for ln in md.splitlines() if ln.startswith("| run / main"))
+    assert "**50.0**" in line

@@ -137,10 +137,13 @@ def test_missing_tasks_make_the_leaderboard_incomplete(tmp_path, root):
     ctx = context(tmp_path / "cache", FakeReasoner(), FakeEmbedder())
     evaluate_task(get_task("mmeb", "MSCOCO_i2t"), root, tmp_path / "eval", ["main"], ctx)
     evaluate_task(get_task("mmeb", "OK-VQA"), root, tmp_path / "eval", ["main"], ctx)
-    (row,) = our_rows({"r": tmp_path / "eval"}, ["mmeb"])
+    row, chance = our_rows({"r": tmp_path / "eval"}, ["mmeb"])
     assert "OK-VQA" in row.missing and len(row.missing) == 77
     assert row.columns["All"] is None and row.columns["I-RET"] is None
     assert row.partial["I-RET"] == row.tasks["MSCOCO_i2t"]
+    # the chance row (a diagnostic) lacks the same task and names the task it has
+    assert chance.variant == "chance" and chance.source == "diagnostic"
+    assert chance.missing == row.missing and set(chance.tasks) == {"MSCOCO_i2t"}
 
 
 # --------------------------------------------------------------------------- bad input
@@ -257,3 +260,35 @@ def test_video_task_without_its_frames_is_missing(tmp_path):
     assert missing_reason(spec, root) is None
     shutil.rmtree(root / "mmeb" / "video-tasks" / "frames")
     assert "missing at" in missing_reason(spec, root) and "frames" in missing_reason(spec, root)
+
+
+# --------------------------------------------------------------------------- diagnostics
+def test_oracle_tcot_uses_ground_truth_and_is_missing_without_it(tmp_path, root):
+    from ume.config import SyntheticConfig
+    from ume.eval.reason import OracleTCoTs
+    from ume.suites.synth.writer import write_benchmark
+
+    synth = tmp_path / "synth"
+    write_benchmark(SyntheticConfig(eval_queries=4, eval_candidates=3), synth, ["SynthVQA"])
+    fr, fe = FakeReasoner(), FakeEmbedder()
+    ctx = context(tmp_path / "cache", fr, fe)
+    ctx.reasoners = {**ctx.reasoners, "oracle": OracleTCoTs()}
+    variants = ["oracle_tcot", "oracle_no_evidence", "main"]
+    res = evaluate_task(get_task("synth", "SynthVQA"), synth, tmp_path / "eval", variants, ctx)
+    for v in ("oracle_tcot", "oracle_no_evidence"):
+        assert res[v]["status"] == "ok" and res[v]["chance"] == res["main"]["chance"]
+    preds = outputs(tmp_path / "eval", "oracle_tcot", "synth", "SynthVQA")["pred"]
+    tcots = [json.loads(line)["tcot"] for line in preds.read_text().splitlines()]
+    assert all("bbox_2d" in t for t in tcots)  # the query's ground-truth box as evidence
+    assert res["oracle_no_evidence"]["mode"] == "no_evidence"
+    # a real benchmark carries no ground truth: recorded missing, with the reason
+    out = evaluate_task(get_task("mmeb", "MSCOCO_i2t"), root, tmp_path / "eval2", variants, ctx)
+    assert out["oracle_tcot"]["status"] == "missing" and out["main"]["status"] == "ok"
+    assert "no ground truth" in out["oracle_tcot"]["reason"]
+
+
+def test_score_files_carry_the_chance_of_a_random_ranking(tmp_path, root):
+    ctx = context(tmp_path / "cache", FakeReasoner(), FakeEmbedder())
+    res = evaluate_task(get_task("mmeb", "MSCOCO_i2t"), root, tmp_path / "eval", ["main"], ctx)
+    # the fixture's queries rank 3 candidates each, one relevant: hit@1 by chance 1/3
+    assert res["main"]["chance"] == pytest.approx(1 / 3)

@@ -38,6 +38,31 @@ def _loss(reps):
     return info_nce(reps[0], reps[1], temperature=0.05, gather=False)
 
 
+@pytest.mark.parametrize(("size", "cache"), [(8, True), (3, False)])
+def test_without_a_cache_every_chunk_is_embedded_once(size, cache):
+    """One chunk per side (nothing to cache) or cache=False: the plain step, every chunk
+    embedded once (not twice), the same loss and gradients."""
+    g = torch.Generator().manual_seed(4)
+    q, t = torch.randn(8, 6, generator=g), torch.randn(8, 6, generator=g)
+    model, calls = Tower(p_drop=0.3), []
+
+    def embed(x):
+        calls.append(len(x))
+        return model(x)
+
+    torch.manual_seed(5)
+    out = gradcache_step(embed, [chunk(q, size), chunk(t, size)], _loss, cache=cache)
+    cached = _grads(model)
+    model.zero_grad()
+    torch.manual_seed(5)
+    ref = _loss([model(q), model(t)])
+    ref.loss.backward()
+    assert calls == [len(c) for c in chunk(q, size)] * 2
+    assert torch.allclose(out.loss, ref.loss.detach())
+    for n, gr in _grads(model).items():
+        assert torch.allclose(cached[n], gr, atol=1e-6), n
+
+
 def test_chunk():
     assert chunk(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
     with pytest.raises(ValueError):

@@ -165,3 +165,46 @@ def test_bad_inputs():
         compute_metrics({}, {}, recall_style="nope")
     with pytest.raises(Exception, match="main metric"):
         main_score(get_task("mmeb", "ImageNet-1K"), {"hit@5": 1.0})
+
+
+# --------------------------------------------------------------------------- chance
+@pytest.mark.parametrize(
+    ("metric", "n", "grades", "style"),
+    [
+        ("hit@1", 5, [1], "fraction"),
+        ("hit@3", 6, [1, 1], "fraction"),
+        ("recall@1", 6, [1, 1], "hit"),
+        ("recall@3", 6, [1, 1, 1], "fraction"),
+        ("precision@1", 5, [1, 1], "hit"),
+        ("precision@8", 5, [1, 1], "fraction"),  # k beyond the candidates
+        ("ndcg_linear@5", 6, [2, 1], "fraction"),
+        ("ndcg_exponential@3", 5, [2, 1, 1], "fraction"),
+        ("mrr@4", 6, [1, 1], "fraction"),
+    ],
+)
+def test_chance_equals_the_mean_over_every_ranking(metric, n, grades, style):
+    """The closed forms against the exact mean over all n! rankings (small n)."""
+    import itertools
+
+    from ume.eval.metrics import random_ranking_score
+
+    ids = [str(i) for i in range(n)]
+    qrels = {"q": {ids[i]: float(g) for i, g in enumerate(grades)}}
+    k = int(metric.split("@")[1])
+    vals = [
+        compute_metrics({"q": list(p)}, qrels, ks=(k,), recall_style=style)[metric]
+        for p in itertools.permutations(ids)
+    ]
+    expected = sum(vals) / len(vals)
+    assert random_ranking_score(metric, n, grades, recall_style=style) == pytest.approx(expected)
+
+
+def test_chance_of_a_task_local_and_global():
+    from ume.eval.metrics import chance_score, random_ranking_score
+
+    spec = get_task("mmeb", "MSCOCO_i2t")  # hit@1, local ranking
+    qrels = {"a": {"x": 1.0}, "b": {"y": 1.0}, "c": {}}  # c has no relevant item: left out
+    cands = {"a": ["x", "z"], "b": ["y", "z", "w", "v"], "c": ["z"]}
+    assert chance_score(spec, qrels, cands) == pytest.approx((1 / 2 + 1 / 4) / 2)
+    assert chance_score(spec, qrels, 10) == pytest.approx(0.1)  # global: corpus of 10
+    assert random_ranking_score("map@5", 10, [1]) is None  # no closed form: not guessed

@@ -526,3 +526,12 @@ def test_server_backends_through_the_same_interface(server, tmp_path):
     assert replies == ["Candidate 2"]
     with pytest.raises(ConfigError, match="url"):
         ServerEmbedder(ServerConfig())
+
+
+def test_frac_zero_std_is_per_prompt_group():
+    from ume.train.rewards import frac_zero_std
+
+    assert frac_zero_std([1, 1, 0, 1, 2, 2], list("aaaabb"), ["q", "q", "p", "p", "q", "q"]) == (
+        pytest.approx(2 / 3)
+    )
+    assert frac_zero_std([], [], []) == 0.0

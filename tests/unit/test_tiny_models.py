@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ume.config import BackboneConfig, TinyModelConfig
+from ume.config import BackboneConfig, TinyModelConfig, config_from_dict
 from ume.errors import ConfigError, OfflineError
 from ume.fingerprints import checksum
 from ume.models.backbone import load_backbone, resolve_backbone, set_offline_env
@@ -302,3 +302,32 @@ def test_light_imports():
         "assert callable(ume.models.set_offline_env)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_tiny_vision_size_and_pixel_budget_follow_the_config():
+    from PIL import Image
+
+    from ume.models.tiny import make_tiny
+
+    cfg = TinyModelConfig(
+        patch_size=8,
+        image_min_tokens=4,
+        image_max_tokens=9,
+        vision_hidden_size=48,
+        vision_heads=3,
+        initializer_range=0.1,
+    )
+    model, processor = make_tiny("qwen3_vl", cfg)
+    v = model.config.vision_config
+    assert (v.patch_size, v.hidden_size, v.num_heads) == (8, 48, 3)
+    assert model.model.visual.patch_embed.proj.weight.std().item() == pytest.approx(0.1, rel=0.1)
+
+    def tokens(side: int) -> int:
+        grid = processor.image_processor(images=[Image.new("RGB", (side, side))])["image_grid_thw"]
+        return int(grid.prod()) // 4  # 2x2 patches merge into one token
+
+    assert tokens(96) == 9  # scaled down to the upper budget (48 px at 8-px patches)
+    assert tokens(10) == 4  # a small crop is enlarged to the lower one
+    assert tokens(32) == 4
+    with pytest.raises(ConfigError, match="image_min_tokens"):
+        config_from_dict({"models": {"tiny": {"image_min_tokens": 20, "image_max_tokens": 16}}})

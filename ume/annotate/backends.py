@@ -96,17 +96,33 @@ def _content_words(text: str) -> set[str]:
 
 
 class OracleAnnotator:
-    """Writes well-formed T-CoTs from the ground truth that the synthetic generator records.
+    """Writes well-formed, *compact* T-CoTs from the ground truth the synthetic generator records.
+
+    Compact, because a tiny Reasoner must be able to write them within a short generation
+    limit (the embedded default's T-CoTs are about 20-60 tiny tokens; ``tcot_tokens`` in the
+    split manifest): the grammar is the paper's, the prose is cut to what matters::
+
+        <thinking> red triangle top-left {"bbox_2d": [47, 47, 281, 281]} </thinking>
+        <rethink> red triangle </rethink>
+        <answer> red triangle top-left </answer>
+
+    ``<thinking>`` names what is seen (the ground-truth keywords, or the content words of the
+    description) and ends with the modality's evidence (for text the keyword list is the
+    evidence, so nothing precedes it); ``<rethink>`` keeps the identity of the thing (its first
+    two keywords: colour and shape); ``<answer>`` is every keyword, in order.
 
     A seeded fraction of T-CoTs gets *wrong* evidence (boxes moved off the object, other key
     frames, unrelated keywords) and another fraction *no* evidence, so later stages meet
-    imperfect annotations. The draw for an item depends only on (seed, item content), not on
-    its position in the table, so reruns and subsets agree.
+    imperfect annotations; half of the wrong ones also misname a colour (a conflicting answer
+    for the relevance filter to catch). The draw for an item depends only on (seed, item
+    content), not on its position in the table, so reruns and subsets agree.
 
     >>> item = Item("image", text="", image="/x.png",
     ...             gt={"boxes": [[100, 100, 400, 400]], "description": "a red circle"})
-    >>> OracleAnnotator(OracleConfig(0.0, 0.0)).tcot([item], ["query"])[0].count("bbox_2d")
-    1
+    >>> print(OracleAnnotator(OracleConfig(wrong_evidence_rate=0.0, missing_evidence_rate=0.0)).tcot([item], ["query"])[0])
+    <thinking> red circle {"bbox_2d": [100, 100, 400, 400]} </thinking>
+    <rethink> red circle </rethink>
+    <answer> red circle </answer>
     """
 
     name = "oracle"
@@ -133,7 +149,7 @@ class OracleAnnotator:
         if not gt:
             self.counts["no_ground_truth"] += 1
         desc = gt.get("description") or item.text or "the content"
-        keywords = list(gt.get("keywords") or sorted(_content_words(desc))[:5])
+        keywords = list(dict.fromkeys(gt.get("keywords") or _ordered_content_words(desc)))
         u = rng.random()
         wrong = u < self.cfg.wrong_evidence_rate
         missing = not wrong and u < self.cfg.wrong_evidence_rate + self.cfg.missing_evidence_rate
@@ -163,13 +179,11 @@ class OracleAnnotator:
         if wrong:
             self.counts["wrong_evidence"] += 1
             if rng.random() < 0.5:  # half of the wrong annotations also misname a colour
-                desc, changed = _swap_colour(desc, rng)
-                keywords = [_swap_colour(k, rng)[0] if k in _COLOURS else k for k in keywords]
+                keywords, changed = _swap_colour_word(keywords, rng)
                 self.counts["conflicting_answer"] += changed
-        focus = item.inst.strip() or ("the query" if role == "query" else "the candidate")
-        thinking = f"The {item.modality} shows {desc}. Relevant to: {focus}."
-        rethink = f"For retrieval, what matters is {', '.join(keywords) or desc}."
-        return render_tcot(thinking, rethink, desc, evidence)
+        words = " ".join(keywords) or desc
+        thinking = "" if key == "text_keywords" and evidence else words
+        return render_tcot(thinking, " ".join(keywords[:2]) or desc, words, evidence)
 
     def tcot(self, items: Sequence[Item], roles: Sequence[str]) -> list[str]:
         return [self._one(it, r) for it, r in zip(items, roles, strict=True)]
@@ -198,14 +212,52 @@ _COLOURS = frozenset(COLORS)
 _SHAPES = frozenset(SHAPES)
 
 
-def _swap_colour(text: str, rng: random.Random) -> tuple[str, int]:
-    """Replace the first colour word of ``text`` by another colour; returns (text, 1 if changed)."""
-    words = text.split(" ")
-    for i, w in enumerate(words):
+def tcot_words(text: str) -> set[str]:
+    """The content words a T-CoT states: its reasoning, rethink, answer and keyword evidence
+    (box coordinates and JSON keys are not words); a text without any T-CoT tag is read whole.
+    """
+    from ume.tcot.format import parse_tcot
+
+    p = parse_tcot(text)
+    if not (p.thinking or p.rethink or p.answer):
+        return _content_words(text)
+    return _content_words(" ".join([p.reasoning, p.rethink, p.answer, *p.evidence.keywords]))
+
+
+def oracle_agreement(a: set[str], b: set[str]) -> float:
+    """How well two T-CoTs' words (:func:`tcot_words`) agree, by the synthetic world's rules:
+    the Jaccard overlap of their content words, minus 1 when both name colours (or shapes)
+    and share none (a red circle is not a blue one, however many other words they share).
+
+    >>> oracle_agreement({"red", "circle"}, {"red", "circle", "left"}) > 0.6
+    True
+    >>> oracle_agreement({"red", "circle"}, {"blue", "circle"}) < 0
+    True
+    """
+    if not a or not b:
+        return 0.0
+    score = len(a & b) / len(a | b)
+    for vocab in (_COLOURS, _SHAPES):
+        if (a & vocab) and (b & vocab) and not (a & b & vocab):
+            score -= 1.0
+    return score
+
+
+def _swap_colour_word(words: list[str], rng: random.Random) -> tuple[list[str], int]:
+    """Replace the first colour of ``words`` by another colour; returns (words, 1 if changed)."""
+    out = list(words)
+    for i, w in enumerate(out):
         if w in _COLOURS:
-            words[i] = rng.choice(sorted(_COLOURS - {w}))
-            return " ".join(words), 1
-    return text, 0
+            out[i] = rng.choice(sorted(_COLOURS - {w}))
+            return out, 1
+    return out, 0
+
+
+def _ordered_content_words(text: str) -> list[str]:
+    """Content words of ``text`` in order of appearance, without repeats (hyphenated positions
+    such as ``top-left`` stay one word)."""
+    words = re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", text.lower())
+    return list(dict.fromkeys(w for w in words if w not in _STOP and len(w) > 1))
 
 
 _DISTRACT_WORDS = ["purple", "hexagon", "bottom", "fading", "spiral", "orange", "diagonal"]
@@ -245,6 +297,7 @@ class ChatAnnotator:
         max_new_tokens: int,
         identity: str | None = None,
         store: ResultStore | None = None,
+        limit_key: str | None = None,
     ) -> None:
         self.model = model
         self.name = name
@@ -252,6 +305,13 @@ class ChatAnnotator:
         self.identity = identity
         self.store = store if identity is not None else None
         self.counts = {"requested": 0, "stored_before": 0, "generated": 0}
+        # what the annotation stage checks for T-CoTs cut by the limit (ume.tcot.limits)
+        self.limit = (limit_key, max_new_tokens) if limit_key else None
+
+    @property
+    def tokenizer(self):
+        """The model's tokenizer (a local model's; a server's is not at hand: None)."""
+        return getattr(self.model, "tokenizer", None)
 
     def _params(self, max_new_tokens: int) -> dict[str, Any]:
         params: dict[str, Any] = {
@@ -354,6 +414,7 @@ def local_annotator(
         name="hf",
         max_new_tokens=max_new_tokens,
         identity=identity,
+        limit_key="annotate.hf.max_new_tokens",
         store=annotation_store(cache_dir, identity),
     )
 
@@ -371,6 +432,7 @@ def server_annotator(
         name="server",
         max_new_tokens=cfg.max_tokens,
         identity=identity,
+        limit_key="annotate.server.max_tokens",
         store=annotation_store(cache_dir, identity),
     )
 

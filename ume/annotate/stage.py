@@ -17,10 +17,11 @@ import pandas as pd
 from ume.annotate.backends import Annotator, make_annotator
 from ume.config import Config
 from ume.errors import ConfigError
-from ume.io import Manifest
+from ume.io import Manifest, write_json
 from ume.items import Item
 from ume.pair_table import Media, PairTable, RowPolicy, read_pair_table, write_pair_table
-from ume.tcot.format import parse_tcot
+from ume.tcot import limits
+from ume.tcot.format import check_format, parse_tcot
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,15 @@ def annotate_pairs(
     out_path: str | Path,
     model_dir: str | Path | None = None,
     annotator: Annotator | None = None,
+    reasoner: str | Path | None = None,
+    lengths_path: str | Path | None = None,
 ) -> pd.DataFrame:
-    """Write a T-CoT for the query and the positive side of every pair -> ``tcot.parquet``."""
+    """Write a T-CoT for the query and the positive side of every pair -> ``tcot.parquet``.
+
+    ``reasoner`` (its ``backbone.json`` or folder) and ``lengths_path``: also measure the
+    well-formed T-CoTs in the Reasoner's tokens and write the length statistics there
+    (:mod:`ume.tcot.limits`; the generating stages check their limits against them).
+    """
     table = _read_pairs(cfg, pairs_path)  # the annotators open the media
     df = table.df
     manifest = Manifest("annotate", cfg.sections(), [pairs_path])
@@ -63,12 +71,23 @@ def annotate_pairs(
     items += [Item.from_row(r, "pos") for r in df.to_dict("records")]
     roles = ["query"] * len(df) + ["candidate"] * len(df)
     tcots = annotator.tcot(items, roles)
+    cut = _check_annotator_limit(annotator, tcots)
     n = len(df)
     df = df.assign(qry_tcot=tcots[:n], pos_tcot=tcots[n:])
     # Record (not fix) what the annotator got wrong: later stages must meet imperfect T-CoTs.
     problems = {"qry": 0, "pos": 0}
     for side in problems:
         problems[side] = int(sum(bool(parse_tcot(t).problems) for t in df[f"{side}_tcot"]))
+    stats = None
+    if reasoner is not None and lengths_path is not None:
+        from ume.models.backbone import load_tokenizer
+
+        tokenizer = load_tokenizer(reasoner, "reasoner")
+        good = [t for t in tcots if check_format(t, variant="tags")]
+        stats = limits.length_stats(
+            limits.token_lengths(good, tokenizer), tokenizer="Reasoner (models.reasoner)"
+        )
+        write_json(lengths_path, stats)
     write_pair_table(out_path, df)
     manifest.record(
         **table.manifest(),
@@ -76,10 +95,26 @@ def annotate_pairs(
         pairs=n,
         per_dataset=_per_dataset(df),
         tcots_with_problems=problems,
+        tcots_cut_by_limit=cut,
         annotator_counts=getattr(annotator, "counts", {}),
+        tcot_tokens={k: v for k, v in stats.items() if k != "histogram"} if stats else None,
     )
     manifest.write(Path(out_path).parent)
     return df
+
+
+def _check_annotator_limit(annotator: Annotator, tcots: list[str]) -> int | None:
+    """T-CoTs the annotator's own generation limit cut (None: it has no limit); stops the
+    run when most were cut."""
+    limit = getattr(annotator, "limit", None)
+    if limit is None:
+        return None
+    key, value = limit
+    tokenizer = getattr(annotator, "tokenizer", None)
+    lengths = limits.token_lengths(tcots, tokenizer) if tokenizer is not None else None
+    cut = limits.count_cut(tcots, lengths, value)
+    limits.check_annotator_cut(key, value, tcots, cut)
+    return cut
 
 
 def filter_pairs(

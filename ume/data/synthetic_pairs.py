@@ -82,14 +82,16 @@ def _t_cls(cfg, rng, folder, k, few: bool = False):
     if few:
         label = "warm" if t.color in ("red", "orange", "yellow") else "cool"
         desc = f"the largest object is {t.describe()}, a {label} colour"
+        gt = ground_truth([obj_box(t, size)], None, [t.color, t.shape, label], desc)
     else:
         label, desc = t.label, f"the largest object is {t.describe()}"
+        gt = object_gt(t, size, desc)
     q = Item(
         "image",
         "Represent the given image for classification by its largest object",
         "",
         path,
-        gt=object_gt(t, size, desc),
+        gt=gt,
     )
     p = Item(
         "text",

@@ -255,3 +255,67 @@ def main_score(spec, metrics: Mapping[str, float]) -> float:
             f"metrics for task {spec.name!r} lack its main metric {spec.metric!r}; "
             f"have {sorted(metrics)}"
         ) from None
+
+
+# --------------------------------------------------------------------------- chance
+def random_ranking_score(
+    metric: str, n: int, grades: Sequence[float], *, recall_style: str = "fraction"
+) -> float | None:
+    """Expected ``metric`` (``name@k``) of one query whose ``n`` candidates are ranked
+    uniformly at random; ``grades`` are those of its relevant candidates (grade > 0) among
+    them. None for a query without relevant candidates (left out of means, as in scoring)
+    and for metrics without a closed form here (``map``, ``f1``).
+
+    Exact, by linearity of expectation: each rank holds a relevant candidate with
+    probability ``r / n``; the top k miss all of them with probability C(n-r, k) / C(n, k).
+
+    >>> random_ranking_score("hit@1", 8, [1.0])
+    0.125
+    >>> round(random_ranking_score("ndcg_linear@5", 32, [2.0, 1.0]), 4)
+    0.1051
+    """
+    name, _, k_txt = metric.partition("@")
+    k = int(k_txt)
+    grades = [float(g) for g in grades if float(g) > 0]
+    r = len(grades)
+    if r == 0 or n <= 0:
+        return None
+    r = min(r, n)
+    k_eff = min(k, n)
+    hit = 1.0 - math.comb(n - r, k_eff) / math.comb(n, k_eff)
+    if name == "hit" or (name == "recall" and recall_style == "hit"):
+        return hit
+    if name == "precision":
+        return k_eff * r / n / k
+    if name == "recall":
+        return k_eff / n
+    if name in ("ndcg_linear", "ndcg_exponential"):
+        expo = name == "ndcg_exponential"
+        gains = [(2.0**g - 1.0) if expo else g for g in grades]
+        mean_gain = sum(gains) / n
+        idcg = _dcg(sorted(grades, reverse=True)[:k], expo)
+        return sum(mean_gain / math.log2(i + 2) for i in range(k_eff)) / idcg
+    if name == "mrr":  # P(first relevant at rank j) = C(n-j, r-1) / C(n, r)
+        return sum(math.comb(n - j, r - 1) / math.comb(n, r) / j for j in range(1, k_eff + 1))
+    return None
+
+
+def chance_score(
+    spec,
+    qrels: Mapping[str, Mapping[str, float]],
+    candidates: Mapping[str, Sequence[str]] | int,
+) -> float | None:
+    """Expected main metric of ``spec`` under a uniformly random ranking: the mean over the
+    queries with a relevant candidate of :func:`random_ranking_score`. ``candidates``: each
+    query's candidate ids (local ranking) or the corpus size (global ranking)."""
+    vals = []
+    for qid, grades in qrels.items():
+        if isinstance(candidates, int):
+            n, rel = candidates, list(grades.values())
+        else:
+            cands = set(candidates.get(qid, ()))
+            n, rel = len(cands), [g for c, g in grades.items() if c in cands]
+        v = random_ranking_score(spec.metric, n, rel, recall_style=spec.recall_style)
+        if v is not None:
+            vals.append(v)
+    return sum(vals) / len(vals) if vals else None

@@ -329,6 +329,47 @@ def server_reasoner(cfg: Any, *, max_new_tokens: int, temperature: float = 0.0) 
     )
 
 
+# --------------------------------------------------------------------------- oracle
+class OracleTCoTs:
+    """Ground-truth T-CoTs at evaluation (the diagnostic variant ``oracle_tcot``): the oracle
+    annotator, without its wrong or missing evidence, writes each item's T-CoT from the
+    ground truth the synthetic benchmark records (``Item.gt``). The upper bound a Reasoner
+    chases; not a model result. Same ``reason`` interface as :class:`CachedReasoner`
+    (nothing to cache: writing costs microseconds)."""
+
+    identity = "oracle"
+
+    def __init__(self) -> None:
+        from ume.annotate.backends import OracleAnnotator
+        from ume.config import OracleConfig
+
+        self.annotator = OracleAnnotator(OracleConfig(wrong_evidence_rate=0.0, missing_evidence_rate=0.0, seed=0))
+        self.params: dict[str, Any] = {"wrong_evidence_rate": 0.0, "missing_evidence_rate": 0.0}
+        self.reasoner = self  # what provenance reads (CachedReasoner.reasoner.identity)
+
+    @staticmethod
+    def missing_truth(items: Sequence[Item]) -> int:
+        """How many of ``items`` carry no ground truth (real benchmarks: all of them)."""
+        return sum(1 for it in items if not it.gt)
+
+    def reason(
+        self, items: Sequence[Item], roles: Sequence[str], stats: CacheStats | None = None
+    ) -> list[str]:
+        t0 = time.perf_counter()
+        out = self.annotator.tcot(items, roles)
+        if stats is not None:
+            stats.add(
+                CacheStats(
+                    "reasoning",
+                    requested=len(items),
+                    unique=len(items),
+                    computed=len(items),
+                    seconds=time.perf_counter() - t0,
+                )
+            )
+        return out
+
+
 # --------------------------------------------------------------------------- construction
 def resolve_model_folder(path: str | os.PathLike) -> Path:
     """The model folder a rule input points at: a ``backbone.json`` (base models), a folder

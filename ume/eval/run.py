@@ -41,8 +41,8 @@ import numpy as np
 
 from ume.errors import ConfigError
 from ume.eval.encode import CachedEncoder
-from ume.eval.metrics import main_score, score_task
-from ume.eval.reason import CachedReasoner
+from ume.eval.metrics import chance_score, main_score, score_task
+from ume.eval.reason import CachedReasoner, OracleTCoTs
 from ume.eval.retrieval import IndexParams, effective_kind, rank_local, search, tie_order
 from ume.eval.stats import CacheStats
 from ume.io import name_folder, write_json, write_jsonl
@@ -68,8 +68,22 @@ VARIANTS: dict[str, Variant] = {
         Variant("answer_only", "answer_only", "main", "only the T-CoT's answer"),
         Variant("no_evidence", "no_evidence", "main", "the T-CoT without evidence"),
         Variant("no_egrl", None, "no_egrl", "T-CoTs of the Reasoner before EG-RL"),
+        Variant(
+            "oracle_tcot",
+            None,
+            "oracle",
+            "diagnostic: ground-truth T-CoTs (the oracle annotator, no errors), synthetic only",
+        ),
+        Variant(
+            "oracle_no_evidence",
+            "no_evidence",
+            "oracle",
+            "diagnostic: oracle_tcot without the evidence (what the evidence adds)",
+        ),
     )
 }
+#: Variants that are not model results (labelled as diagnostics in the leaderboard).
+DIAGNOSTIC_VARIANTS = ("oracle_tcot", "oracle_no_evidence")
 
 
 def variant_order(names: Sequence[str]) -> list[str]:
@@ -130,7 +144,7 @@ class EvalContext:
     """What every task of one evaluation process shares: models, caches, settings."""
 
     encoder: CachedEncoder | None
-    reasoners: Mapping[str, CachedReasoner]  # "main" / "no_egrl" -> cached Reasoner
+    reasoners: Mapping[str, CachedReasoner | OracleTCoTs]  # "main" / "no_egrl" / "oracle"
     main_mode: str = "full"
     ks: tuple[int, ...] = (1, 5, 10)
     index: IndexParams | None = None
@@ -177,6 +191,10 @@ def evaluate_task(
     c_items = [task.candidates[c] for c in cids]
     row = {c: i for i, c in enumerate(cids)}
     k_max = max(*ctx.ks, int(spec.metric.split("@")[1]))  # rank deep enough for every metric
+    # what a random ranking scores on average: the leaderboard's chance row
+    chance = chance_score(
+        spec, task.qrels, task.query_candidates if task.query_candidates is not None else len(cids)
+    )
     results = {}
     for v in order:
         var = VARIANTS[v]
@@ -184,6 +202,18 @@ def evaluate_task(
         rstats, estats = CacheStats("reasoning"), CacheStats("encoding")
         q_tcots: list[str | None] = [None] * len(q_items)
         c_tcots: list[str | None] = [None] * len(c_items)
+        no_truth = (
+            OracleTCoTs.missing_truth([*q_items, *c_items]) if var.reasoner == "oracle" else 0
+        )
+        if no_truth:
+            results[v] = write_missing(
+                out_dir,
+                v,
+                spec,
+                f"{no_truth} item(s) carry no ground truth: oracle T-CoTs exist for the synthetic suite "
+                "only",
+            )
+            continue
         if mode != "raw":
             if var.reasoner is None or var.reasoner not in ctx.reasoners:
                 raise ConfigError(
@@ -226,6 +256,7 @@ def evaluate_task(
             "mode": mode,
             "main_metric": spec.metric,
             "main_score": main_score(spec, metrics),
+            "chance": chance,
             "num_skipped": len(task.skipped),
             "embedding_dimension": int(q_emb.shape[1]) if q_emb.ndim == 2 else 0,
             "skipped": task.skipped[:MAX_SKIPPED_LISTED],
@@ -294,17 +325,25 @@ def run_eval(
     embedder: str | Path | None = None,
     reasoners: Mapping[str, str | Path | None] | None = None,
     cache_dir: str | Path | None = None,
+    tcot_lengths: str | Path | None = None,
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """Evaluate tasks of ``suite`` for ``cfg.eval.variants``; ``{task: {variant: record}}``.
 
     Models are loaded only if some task has data (a run on missing data only writes
     "missing" records). ``reasoners`` maps ``"main"`` / ``"no_egrl"`` to model paths.
+    ``tcot_lengths``: the annotated T-CoT lengths (``annotate/tcot_lengths.json``);
+    ``eval.max_new_tokens`` is checked against them first (:mod:`ume.tcot.limits`).
     """
     from ume.suites.registry import get_task
 
     ev = cfg.eval
     if cache_dir is not None:  # a full or read-only cache: the message names eval.cache_dir
         name_folder(cache_dir, "eval.cache_dir")
+    if tcot_lengths is not None:
+        from ume.tcot.limits import check_limit, read_lengths
+
+        stats = read_lengths(tcot_lengths)
+        check_limit("eval.max_new_tokens", ev.max_new_tokens, stats, str(tcot_lengths))
     variants = variant_order(ev.variants)
     from ume.suites.base import DataRoots
 
@@ -343,7 +382,7 @@ def load_models(
     embedder: str | Path | None,
     reasoners: Mapping[str, str | Path | None] | None,
     cache_dir: str | Path | None,
-) -> tuple[CachedEncoder, dict[str, CachedReasoner]]:
+) -> tuple[CachedEncoder, dict[str, CachedReasoner | OracleTCoTs]]:
     """The cached Embedder and the cached Reasoners the variants need."""
     from ume.eval.encode import make_encoder
     from ume.eval.reason import TCoTCache, cache_namespace, make_reasoner
@@ -365,8 +404,11 @@ def load_models(
     cache = Path(cache_dir) if cache_dir is not None else None
     memo = cache / "identity" if cache is not None else None
     encoder = make_encoder(cfg, embedder, cache / "emb" if cache else None, identity_memo=memo)
-    out: dict[str, CachedReasoner] = {}
+    out: dict[str, CachedReasoner | OracleTCoTs] = {}
     for role in dict.fromkeys(roles):
+        if role == "oracle":
+            out[role] = OracleTCoTs()
+            continue
         path = (reasoners or {}).get(role)
         if path is None and cfg.eval.reasoner_backend == "hf":
             flag = "--reasoner" if role == "main" else "--reasoner-no-egrl"

@@ -151,6 +151,21 @@ def _load_processor(folder: Path, model_type: str, role: str):
     )
 
 
+def load_tokenizer(folder: str | Path, role: str = "reasoner"):
+    """Only the tokenizer of a model folder (``backbone.json`` records resolve to theirs):
+    what counting tokens needs, without loading weights."""
+    from transformers import AutoTokenizer
+
+    set_offline_env()
+    folder = Path(folder)
+    if folder.name == "backbone.json":
+        folder = Path(json.loads(folder.read_text())["path"])
+    try:
+        return AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"models.{role}: cannot load the tokenizer from {folder}: {e}") from e
+
+
 def _chat_template(folder: Path, tokenizer) -> str | None:
     """The checkpoint's chat template: chat_template.jinja/.json, else the tokenizer's."""
     jinja = folder / "chat_template.jinja"

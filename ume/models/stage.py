@@ -64,7 +64,9 @@ def read_backbone(path: str | Path) -> dict:
     """Read a ``backbone.json`` (base models or a trained stage); ``path`` comes back absolute."""
     path = Path(path)
     if not path.exists():
-        raise DataError(f"{path}: not found; the models stage (rule base_models) writes it")
+        raise DataError(
+            f"{path}: not found; the models stage (rules base_models, pretrain_tiny) writes it"
+        )
     rec = json.loads(path.read_text())
     rec["path"] = str((path.parent / rec["path"]).resolve())  # relative: to the record's folder
     if not Path(rec["path"]).exists():

@@ -8,8 +8,9 @@ seconds. It comes with
 - a byte-level BPE tokenizer trained here on a built-in corpus, carrying the Qwen chat tokens,
   ``<emb>`` and the T-CoT tags (each a single token), a Qwen-style multimodal chat template,
   left padding and a pad token;
-- a ``Qwen2VLImageProcessorPil`` (no torchvision) with small pixel bounds: a 64x64 image gives
-  4 image tokens;
+- a ``Qwen2VLImageProcessorPil`` (no torchvision) with the ``models.tiny.patch_size`` (with
+  patch 16 a 96x96 image gives 3x3 merged tokens, one per cell of the synthetic scenes; the
+  ``budgets`` section bounds every input's tokens);
 - a processor subclass without a video processor (videos are fed as lists of frames), registered
   with ``AutoProcessor`` so ``AutoProcessor.from_pretrained(folder)`` returns it.
 
@@ -98,11 +99,11 @@ CHAT_TEMPLATE = (
     "{%- endif -%}"
 )
 
-# Vision patch size per family (the real checkpoints' values) and the image processor bounds:
-# the smallest image becomes 2x2 patches (1 token), the largest 8x8 patches (16 tokens).
+# Vision patch size per family (the real checkpoints' values; models.tiny.patch_size overrides
+# it) and the 2x2 merge of patches into one visual token.
 PATCH_SIZE = {"qwen2_vl": 14, "qwen3_vl": 16}
 MERGE_SIZE = 2
-MAX_TOKENS_SIDE = 4  # merged tokens per side at most -> 16 tokens per image
+MAX_TOKENS_SIDE = 8  # processor bound, merged tokens per side (budgets bound each input)
 
 
 # --------------------------------------------------------------------------- corpus
@@ -114,7 +115,8 @@ _COLOURS = _words("red green blue yellow orange purple pink brown black white gr
 _SHAPES = _words("circle square triangle rectangle star ellipse hexagon line arrow cross diamond")
 _POSITIONS = _words(
     "left right top bottom centre center middle above below beside near far corner "
-    "upper lower inside outside behind front between"
+    "upper lower inside outside behind front between "
+    "top-left top-right bottom-left bottom-right"
 )
 _DOC_WORDS = _words(
     "document page title table figure chart caption paragraph section header footer "
@@ -148,6 +150,19 @@ _FILLER = _words(
 )
 
 
+def _evidence_line(rng: random.Random, c: str, s: str, p: str) -> str:
+    """A T-CoT evidence object of one of the three kinds (boxes on the 3x3 scene grid)."""
+    kind = rng.randrange(3)
+    if kind == 0:
+        edges = [0, 47, 281, 328, 391, 609, 672, 719, 953, 1000]
+        box = sorted(rng.sample(edges, 2)) + sorted(rng.sample(edges, 2))
+        return json.dumps({"bbox_2d": [box[0], box[2], box[1], box[3]]})
+    if kind == 1:
+        a = rng.randrange(1, 8)
+        return json.dumps({"key_frames": [a, a + 1]})
+    return json.dumps({"text_keywords": [c, s, p]})
+
+
 def _corpus(seed: int, n_lines: int = 1500) -> list[str]:
     """A deterministic English + JSON corpus for the BPE trainer (same seed -> same lines)."""
     rng = random.Random(seed)
@@ -178,14 +193,19 @@ def _corpus(seed: int, n_lines: int = 1500) -> list[str]:
                 f"{words_[0].capitalize()} {rng.randrange(1, 100)}: the {words_[1]} of the "
                 f"{words_[2]} shows {rng.randrange(0, 10000)} in {words_[3]} {words_[4]}."
             )
-        elif kind == 4:
-            lines.append(
-                f"<thinking>The query asks for a {c} {s}. The {s} is at the {p}.</thinking>"
-                f"<rethink>Check the evidence again.</rethink><answer>{c} {s}</answer>"
-            )
+        elif kind == 4:  # the body of a compact T-CoT (tags are added tokens: not here)
+            lines.append(f"{c} {s} {p} {_evidence_line(rng, c, s, p)} {c} {s} {c} {s} {p}")
         else:
             lines.append(f"{rng.choice(_INSTRUCTIONS)} {' '.join(rng.sample(words, 8))}")
-    return lines
+    # The project's fixed prompt texts, repeated so that BPE merges them: a tiny Reasoner
+    # reads them in every prompt (~500 tokens each without, ~300 with).
+    return lines + _prompt_texts() * 20
+
+
+def _prompt_texts() -> list[str]:
+    from ume.tcot import prompts
+
+    return prompts.fixed_texts()
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -287,14 +307,24 @@ def register_processors() -> None:
 register_processors()
 
 
-def make_image_processor(family: Family):
-    """``Qwen2VLImageProcessorPil`` with the family's patch size and small pixel bounds."""
+def patch_size(family: Family, cfg: TinyModelConfig | None = None) -> int:
+    """The vision patch side of a tiny ``family`` model: ``models.tiny.patch_size`` or the
+    family's own."""
+    _check_family(family)
+    cfg = cfg or TinyModelConfig()
+    return cfg.patch_size or PATCH_SIZE[family]
+
+
+def make_image_processor(family: Family, cfg: TinyModelConfig | None = None):
+    """``Qwen2VLImageProcessorPil`` with the tiny patch size and wide pixel bounds (the
+    ``budgets`` section sets every input's own bounds when inputs are built)."""
     from transformers import Qwen2VLImageProcessorPil
 
-    _check_family(family)
-    factor = PATCH_SIZE[family] * MERGE_SIZE
+    cfg = cfg or TinyModelConfig()
+    patch = patch_size(family, cfg)
+    factor = patch * MERGE_SIZE
     return Qwen2VLImageProcessorPil(
-        patch_size=PATCH_SIZE[family],
+        patch_size=patch,
         merge_size=MERGE_SIZE,
         temporal_patch_size=2,
         min_pixels=factor * factor,
@@ -304,11 +334,11 @@ def make_image_processor(family: Family):
     )
 
 
-def make_processor(family: Family, tokenizer):
+def make_processor(family: Family, tokenizer, cfg: TinyModelConfig | None = None):
     """The tiny processor (image processor + tokenizer + chat template) of ``family``."""
     _check_family(family)
     return PROCESSOR_CLASSES[family](
-        image_processor=make_image_processor(family),
+        image_processor=make_image_processor(family, cfg),
         tokenizer=tokenizer,
         chat_template=CHAT_TEMPLATE,
     )
@@ -373,12 +403,14 @@ def make_config(family: Family, cfg: TinyModelConfig, tokenizer):
         "num_key_value_heads": cfg.num_kv_heads,
         "max_position_embeddings": 4096,
         "rms_norm_eps": 1e-6,
+        "initializer_range": cfg.initializer_range,
         "bos_token_id": ids["<|endoftext|>"],
         "eos_token_id": ids[EOS_TOKEN],
         "pad_token_id": ids[PAD_TOKEN],
     }
-    vision_width = 32
-    vision_heads = 2
+    vision_width = cfg.vision_hidden_size
+    vision_heads = cfg.vision_heads
+    patch = patch_size(family, cfg)
     tokens = {
         "image_token_id": ids[IMAGE_TOKEN],
         "video_token_id": ids[VIDEO_TOKEN],
@@ -399,12 +431,13 @@ def make_config(family: Family, cfg: TinyModelConfig, tokenizer):
             "hidden_size": vision_width,
             "intermediate_size": 2 * vision_width,
             "num_heads": vision_heads,
-            "patch_size": PATCH_SIZE[family],
+            "patch_size": patch,
             "spatial_merge_size": MERGE_SIZE,
             "temporal_patch_size": 2,
             "out_hidden_size": cfg.hidden_size,
             "num_position_embeddings": 64,
             "deepstack_visual_indexes": deep,
+            "initializer_range": cfg.initializer_range,
         }
         config = Qwen3VLConfig(text_config=text, vision_config=vision, **tokens)
     else:
@@ -415,11 +448,13 @@ def make_config(family: Family, cfg: TinyModelConfig, tokenizer):
             "hidden_size": cfg.hidden_size,
             "mlp_ratio": 2,
             "num_heads": vision_heads,
-            "patch_size": PATCH_SIZE[family],
+            "patch_size": patch,
             "spatial_merge_size": MERGE_SIZE,
             "temporal_patch_size": 2,
+            "initializer_range": cfg.initializer_range,
         }
         config = Qwen2VLConfig(text_config=text, vision_config=vision, **tokens)
+    config.initializer_range = cfg.initializer_range
     config.bos_token_id = ids["<|endoftext|>"]
     config.eos_token_id = ids[EOS_TOKEN]
     config.pad_token_id = ids[PAD_TOKEN]
@@ -444,7 +479,7 @@ def make_tiny(family: Family, cfg: TinyModelConfig | None = None) -> tuple[Any, 
 
     cfg = cfg or TinyModelConfig()
     tokenizer = train_tokenizer(cfg.vocab_size, cfg.seed)
-    processor = make_processor(family, tokenizer)
+    processor = make_processor(family, tokenizer, cfg)
     config = make_config(family, cfg, tokenizer)
     torch.manual_seed(cfg.seed)
     model = model_class(family)(config)
@@ -488,7 +523,7 @@ def build_tiny(family: Family, cfg: TinyModelConfig | None, out_dir: str | Path)
             "special_tokens": {
                 t: processor.tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS
             },
-            "patch_size": PATCH_SIZE[family],
+            "patch_size": patch_size(family, cfg),
             "weights_sha256": {f.name: file_sha256(f) for f in sorted(tmp.glob("*.safetensors"))},
         }
         (tmp / TINY_INFO_NAME).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")

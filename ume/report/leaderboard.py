@@ -6,9 +6,10 @@ or more runs, aggregates each (run, variant, suite) exactly as the benchmark def
 and writes into ``out_dir``:
 
 ``leaderboard.md`` / ``leaderboard.html``
-    per suite a category table (baselines, then our rows: one per run and variant), a
-    per-task table, the rows' OOD splits, the missing / incomplete / partial tasks, and the
-    notes on published tables;
+    per suite a category table (baselines, then our rows: one per run and variant, and the
+    *diagnostic* rows: each run's ``chance``, the expected score of a random ranking, and the
+    ``oracle_tcot`` / ``oracle_no_evidence`` variants), a per-task table, the rows' OOD splits,
+    the missing / incomplete / partial tasks, and the notes on published tables;
 ``<suite>_categories.csv`` / ``<suite>_tasks.csv``
     the same tables as CSV (scores in percent; empty = not available), with the marks in
     columns of their own;
@@ -81,6 +82,13 @@ from ume.suites.registry import (
 log = logging.getLogger(__name__)
 
 SUITE_TITLES = {"mmeb": "MMEB-V2", "uvrb": "UVRB", "synth": "Synthetic suite"}
+DIAGNOSTIC = "diagnostic"
+DIAGNOSTIC_NOTE = (
+    "Rows marked (diagnostic) are not model results and never marked best: `chance` is the "
+    "expected score of a random ranking (from each task's candidate and relevant counts); "
+    "`oracle_tcot` gives the Embedder ground-truth T-CoTs written by the oracle annotator, the "
+    "upper bound the Reasoner chases (`oracle_no_evidence`: the same without evidence)."
+)
 _METRIC_KEY = re.compile(r"^[a-z_]+@\d+$")
 #: The split our MMEB-V2 rows are measured on unless their data say otherwise: the registry
 #: scores the page-level OOD tasks under their fixed names, from the "-fixed" repos.
@@ -94,7 +102,7 @@ class Row:
 
     label: str
     suite: str
-    source: str  # "ours" | "published per-task" | "published categories"
+    source: str  # "ours" | "diagnostic" | "published per-task" | "published categories"
     columns: dict[str, float | None]  # percent; None: not available / incomplete
     tasks: dict[str, float] = field(default_factory=dict)  # task -> main metric, percent
     missing: list[str] = field(default_factory=list)  # tasks not in any average
@@ -114,7 +122,12 @@ class Row:
 
     @property
     def ours(self) -> bool:
-        return self.source == "ours"
+        """Rows of this project's runs: model results and diagnostics (chance, oracle T-CoTs)."""
+        return self.source in ("ours", DIAGNOSTIC)
+
+    @property
+    def diagnostic(self) -> bool:
+        return self.source == DIAGNOSTIC
 
     def partial_columns(self) -> set[str]:
         """Columns averaged over a task with skipped items."""
@@ -208,7 +221,7 @@ def our_rows(runs: Mapping[str, str | Path], suites: Sequence[str]) -> list[Row]
     ``runs`` maps a run name to its ``eval`` folder. Variants come in the folder order of
     :data:`ume.eval.run.VARIANTS` (main first), then any other folder alphabetically.
     """
-    from ume.eval.run import VARIANTS
+    from ume.eval.run import DIAGNOSTIC_VARIANTS, VARIANTS
 
     rows = []
     for run, eval_dir in runs.items():
@@ -232,11 +245,12 @@ def our_rows(runs: Mapping[str, str | Path], suites: Sequence[str]) -> list[Row]
                 pct = {t: 100.0 * float(r["main_score"]) for t, r in ok.items()}
                 cols, partial, missing = aggregate_suite(suite, pct)
                 split, evidence = _our_split(recs) if suite == "mmeb" else ("", "")
+                diagnostic = variant in DIAGNOSTIC_VARIANTS
                 rows.append(
                     Row(
-                        label=f"{run} / {variant}",
+                        label=f"{run} / {variant}" + (" (diagnostic)" if diagnostic else ""),
                         suite=suite,
-                        source="ours",
+                        source=DIAGNOSTIC if diagnostic else "ours",
                         columns=cols,
                         tasks=pct,
                         missing=missing,
@@ -256,7 +270,40 @@ def our_rows(runs: Mapping[str, str | Path], suites: Sequence[str]) -> list[Row]
                         split_evidence=evidence,
                     )
                 )
+        rows += chance_rows(run, [r for r in rows if r.run == run], suites)
     return rows
+
+
+def chance_rows(run: str, rows: Sequence[Row], suites: Sequence[str]) -> list[Row]:
+    """Per suite, the expected score of a random ranking (each score file's ``chance``, from
+    the task's candidate counts), aggregated like a model's row; a diagnostic, not a model."""
+    out = []
+    for suite in suites:
+        pct: dict[str, float] = {}
+        for r in rows:
+            if r.suite != suite:
+                continue
+            for task, rec in r.records.items():
+                if rec.get("status") == "ok" and rec.get("chance") is not None:
+                    pct.setdefault(task, 100.0 * float(rec["chance"]))
+        if not pct:
+            continue
+        cols, partial, missing = aggregate_suite(suite, pct)
+        out.append(
+            Row(
+                label=f"{run} / chance (diagnostic)",
+                suite=suite,
+                source=DIAGNOSTIC,
+                columns=cols,
+                tasks=pct,
+                missing=missing,
+                partial=partial,
+                run=run,
+                variant="chance",
+                status={t: "missing" for t in missing},
+            )
+        )
+    return out
 
 
 # --------------------------------------------------------------------------- baselines
@@ -390,7 +437,9 @@ def _task_comparable(row: Row, task: str, ref_split: str) -> bool:
 def _mark_best(cells: list[Cell]) -> None:
     """Mark the highest value among the cells eligible for it (classes: not 'nc'/'partial')."""
     vals = [
-        c.value for c in cells if c.value is not None and not {"nc", "partial"} & set(c.classes)
+        c.value
+        for c in cells
+        if c.value is not None and not {"nc", "partial", DIAGNOSTIC} & set(c.classes)
     ]
     if not vals:
         return
@@ -399,7 +448,7 @@ def _mark_best(cells: list[Cell]) -> None:
         if (
             c.value is not None
             and abs(c.value - top) < 1e-9
-            and not {"nc", "partial"} & set(c.classes)
+            and not {"nc", "partial", DIAGNOSTIC} & set(c.classes)
         ):
             c.best = True
 
@@ -442,6 +491,8 @@ def category_table(suite: str, rows: Sequence[Row], ref_split: str = OUR_SPLIT) 
                         f"{MMEB_NO_OOD}",
                     )
                 )
+            if r.diagnostic:
+                cell.classes.append(DIAGNOSTIC)
             if c in partial_cols and v is not None:
                 cell.classes.append("partial")
                 cell.marks.append(
@@ -461,7 +512,7 @@ def category_table(suite: str, rows: Sequence[Row], ref_split: str = OUR_SPLIT) 
         else:
             line.append(Cell(""))
         body.append(line)
-        classes.append("ours" if r.ours else "published")
+        classes.append(DIAGNOSTIC if r.diagnostic else "ours" if r.ours else "published")
     first = len(head) - len(cols) - 1
     for j in range(first, first + len(cols)):
         _mark_best([line[j] for line in body])
@@ -477,7 +528,7 @@ def task_table(suite: str, rows: Sequence[Row], ref_split: str = OUR_SPLIT) -> T
         for r in with_tasks:
             if s.name in r.tasks:
                 v = r.tasks[s.name]
-                cell = Cell(_fmt(v), v)
+                cell = Cell(_fmt(v), v, classes=[DIAGNOSTIC] if r.diagnostic else [])
                 if s.name in r.skipped:
                     cell.classes.append("partial")
                     k = r.skipped[s.name]
@@ -681,11 +732,7 @@ def plot(path: Path, rows: Sequence[Row], suites: Sequence[str]) -> Path:
     fig, axes = plt.subplots(len(suites), 1, figsize=(12, 3.6 * len(suites)), squeeze=False)
     for ax, suite in zip(axes[:, 0], suites, strict=True):
         cols = suite_columns(suite)
-        shown = [
-            r
-            for r in rows
-            if r.suite == suite and (r.source == "ours" or r.label.startswith("Embed-RL"))
-        ]
+        shown = [r for r in rows if r.suite == suite and (r.ours or r.label.startswith("Embed-RL"))]
         width = 0.8 / max(1, len(shown))
         x = np.arange(len(cols))
         for i, r in enumerate(shown):
@@ -785,6 +832,9 @@ def build_leaderboard(
         split_lines = [f"{r.label}: {r.split} ({r.split_evidence})" for r in rows if r.split]
         md += [f"## {title}", "", _LEGEND_MD, "", _md(ctable), ""]
         htm += [f"<h2>{html.escape(title)}</h2>", _html_table(ctable, f"{suite}-categories")]
+        if any(r.diagnostic for r in mine):
+            md += [DIAGNOSTIC_NOTE, ""]
+            htm += [f"<p>{html.escape(DIAGNOSTIC_NOTE)}</p>"]
         for head, lines in (
             (
                 "**INCOMPLETE** (averages needing a missing or incomplete task show `--`):",

@@ -530,6 +530,11 @@ register_suite("mmeb", MMEB_TASKS)
 register_suite("uvrb", UVRB_TASKS)
 register_suite("synth", SYNTH_TASKS)
 
+#: Tasks built so that the evidence decides: grounding (which region holds the named
+#: object), same-shape distractors (VQA: the named shape also stands elsewhere in another
+#: colour), moments (which clip holds the event). Full input should beat no_evidence there.
+EVIDENCE_TASKS: tuple[str, ...] = ("SynthGrounding", "SynthVQA", "SynthMomentRET")
+
 
 def suites() -> tuple[str, ...]:
     """Names of the registered suites."""

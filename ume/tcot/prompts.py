@@ -196,6 +196,21 @@ def tcot_messages(item: Item, role: Role) -> list[Message]:
     return [_text_message("system", SYSTEM_TCOT), {"role": "user", "content": user}]
 
 
+def fixed_texts() -> list[str]:
+    """Every fixed text of the prompts (what a tiny tokenizer is trained on, besides its
+    corpus, so that prompts cost it few tokens)."""
+    blocks = [_format_block(k) for k in _EXAMPLE_EVIDENCE]
+    return [
+        SYSTEM_TCOT,
+        SYSTEM_FILTER,
+        SYSTEM_DISCRIMINATOR,
+        *_INPUT.values(),
+        *_EVIDENCE.values(),
+        *_ROLE.values(),
+        *blocks,
+    ]
+
+
 def _text_message(role: str, text: str) -> Message:
     return {"role": role, "content": [{"type": "text", "text": text}]}
 
@@ -264,6 +279,42 @@ def discriminator_messages(query_tcot: str, candidates: list[str]) -> list[Messa
         f"Which candidate matches the query best? Answer with its number only (1 to {n})."
     )
     return [_text_message("system", SYSTEM_DISCRIMINATOR), _text_message("user", user)]
+
+
+_QUERY_HEAD = "Query T-CoT:\n"
+_QUESTION = re.compile(
+    r"\n\nWhich candidate matches the query best\? Answer with its number only \(1 to (\d+)\)\.$"
+)
+
+
+def read_discriminator_messages(chat: list[Message]) -> tuple[str, list[str]] | None:
+    """The query T-CoT and the candidates of a chat built by :func:`discriminator_messages`
+    (None if it is not one): what a judge that does not read prose needs (the ``oracle``
+    Discriminator).
+
+    >>> read_discriminator_messages(discriminator_messages("q", ["a", "b"]))
+    ('q', ['a', 'b'])
+    """
+    try:
+        text = chat[-1]["content"][0]["text"]
+    except (IndexError, KeyError, TypeError):
+        return None
+    m = _QUESTION.search(text) if isinstance(text, str) else None
+    if m is None or not text.startswith(_QUERY_HEAD):
+        return None
+    n, body = int(m.group(1)), text[len(_QUERY_HEAD) : m.start()]
+    # Each "Candidate k:" header is looked for after the previous one, last one first from the
+    # end, so a T-CoT that happens to contain such a header cannot shift the others.
+    cuts, end = [], len(body)
+    for k in range(n, 0, -1):
+        head = f"\n\nCandidate {k}:\n"
+        i = body.rfind(head, 0, end)
+        if i < 0:
+            return None
+        cuts.append((i, i + len(head), end))
+        end = i
+    cuts.reverse()
+    return body[: cuts[0][0]], [body[b:e] for _, b, e in cuts]
 
 
 _CHOICE_PATTERNS = (

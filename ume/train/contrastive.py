@@ -210,12 +210,14 @@ class ContrastiveTrainer(Trainer):
         batch_sampler: ContrastiveBatchSampler,
         collate_fn,
         temperature: float,
+        gradcache: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.batch_sampler = batch_sampler
         self.collate_fn = collate_fn
         self.temperature = temperature
+        self.gradcache = gradcache
         self._step_logs: dict[str, float] = {}
         self.problem_examples: list[dict[str, Any]] = []
 
@@ -274,6 +276,7 @@ class ContrastiveTrainer(Trainer):
             backward=self._backward,
             no_sync=no_sync,
             loss_scale=ddp_loss_scale(),
+            cache=self.gradcache,
         )
         counts = self._sum_over_processes(
             [inputs["pairs"], *(inputs["problems"][k] for k in PROBLEM_KEYS)]
@@ -610,6 +613,7 @@ def train_embedder(
         batch_sampler=sampler,
         collate_fn=builder,
         temperature=tc.temperature,
+        gradcache=tc.gradcache,
     )
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(LogSteps())

@@ -69,6 +69,7 @@ from ume.inputs import check_tcot_fits, fit_chat_to_length
 from ume.io import Manifest, write_json
 from ume.items import Item
 from ume.launch.resumable import checkpoint_dir, resume_point
+from ume.tcot.grounding import grounding_scores
 from ume.train import reasoner_common
 from ume.train.rewards import (
     QUERY,
@@ -434,6 +435,8 @@ def heldout_scores(
         acc_mean=sum(acc) / n,
         margin_mean=sum(margin) / n,
         format_rate=sum(fmt_all) / n,
+        # evidence boxes against the ground truth, where the items have it (synthetic data)
+        grounding=grounding_scores(texts, [(it.gt or {}).get("boxes") for _, _, it in rows]),
     )
     return out
 
@@ -529,6 +532,7 @@ def train_egrl(
     out_dir: str | Path,
     checkpoints: str | Path | None = None,
     *,
+    tcot_lengths: str | Path | None = None,
     embedder_backend=None,
     discriminator_backend=None,
 ) -> dict:
@@ -539,17 +543,25 @@ def train_egrl(
     local backends, the Discriminator only with the process reward). ``checkpoints``:
     resumption folder (default :func:`~ume.launch.resumable.checkpoint_dir`; resumed only under
     the same :func:`~ume.train.reasoner_common.fingerprint`).
+    ``tcot_lengths``: the annotated T-CoT lengths (``annotate/tcot_lengths.json``);
+    ``egrl.max_completion_length`` is checked against them before any model loads.
     ``embedder_backend`` / ``discriminator_backend``: ready backends instead (tests).
     The Embedder's record (``embedder``, also with a server backend) says what it was trained
     on: the rewards embed rollouts in that input mode, token limit and pixel budget.
     """
     from ume.models.backbone import load_backbone
     from ume.models.device import choose_device
+    from ume.tcot.limits import check_limit, fraction_cut, read_lengths
     from ume.train import reward_models
 
     check_trl_version()
     g = cfg.egrl
     out_dir = Path(out_dir)
+    lengths = read_lengths(tcot_lengths) if tcot_lengths is not None else None
+    if lengths is not None:
+        check_limit(
+            "egrl.max_completion_length", g.max_completion_length, lengths, str(tcot_lengths)
+        )
     ckpt = checkpoint_dir(out_dir, checkpoints)
     manifest = Manifest("egrl", cfg.sections(), [rl_path])
     table = reasoner_common.read_rows(cfg, rl_path)
@@ -676,6 +688,9 @@ def train_egrl(
         vllm=bool(args.use_vllm),
         reward_summary=reasoner_common.log_summary(log_rows, "reward"),
         scorer=scorer.totals,
+        discriminator=_discriminator_record(g, discriminator, discriminator_backend),
+        tcot_tokens={k: v for k, v in lengths.items() if k != "histogram"} if lengths else None,
+        annotated_tcots_cut=fraction_cut(lengths, g.max_completion_length) if lengths else None,
         start_model=str(start),
         heldout={k: v.get("outcome_mean") for k, v in heldout.items() if isinstance(v, dict)},
         backbone=rec,
@@ -683,6 +698,18 @@ def train_egrl(
     manifest.write(out_dir)
     trainer.accelerator.wait_for_everyone()
     return rec
+
+
+def _discriminator_record(g: EGRLConfig, folder, backend) -> dict[str, Any] | None:
+    """Which Discriminator judged the process reward (the manifest says it)."""
+    if not g.use_process_reward:
+        return None
+    return {
+        "backend": g.discriminator_backend,
+        "class": type(backend).__name__ if backend is not None else None,
+        "model": str(folder) if g.discriminator_backend == "local" and folder else None,
+        "server": g.discriminator_server.url if g.discriminator_backend == "server" else None,
+    }
 
 
 def _step_of(checkpoint: str) -> int:

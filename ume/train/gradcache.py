@@ -70,10 +70,12 @@ def gradcache_step(
     backward: Callable[[Tensor, bool], None] | None = None,
     no_sync: Callable[[], contextlib.AbstractContextManager] | None = None,
     loss_scale: float = 1.0,
+    cache: bool = True,
 ) -> Any:
     """One GradCache forward/backward; returns what ``loss_fn`` returns (its graph freed).
 
-    - ``embed(chunk) -> [b, D]``: the model on one chunk's inputs (called twice per chunk).
+    - ``embed(chunk) -> [b, D]``: the model on one chunk's inputs (called twice per chunk,
+      once when every group is one chunk).
     - ``groups``: per side (queries, targets, hard negatives...) the list of its chunks.
     - ``loss_fn(reps)``: ``reps[g]`` = group ``g``'s embeddings [N_g, D] in chunk order; returns a
       scalar tensor, or an object whose ``.loss`` is one (e.g. :class:`InfoNCEOutput`).
@@ -86,8 +88,19 @@ def gradcache_step(
       gradient averaging, see :mod:`ume.train.losses`).
 
     Parameter gradients are *accumulated* (``.grad +=``) like a plain ``loss.backward()``.
+
+    When every group is a single chunk the cache buys nothing (the whole batch's activations
+    are held anyway), and with ``cache=False`` it is not wanted (memory is plentiful: a tiny
+    model): the step is then a plain forward of every chunk with a graph and one backward,
+    which saves the second forward. Chunks still pad separately (a chunk of short inputs is
+    not padded to the batch's longest).
     """
     backward = backward or (lambda s, is_last: s.backward())
+    if not cache or all(len(chunks) == 1 for chunks in groups):
+        result = loss_fn([torch.cat([embed(c) for c in chunks]) for chunks in groups])
+        loss = result if isinstance(result, Tensor) else result.loss
+        backward(loss * loss_scale, True)
+        return _detached(result)
     # pass 1: embeddings without a graph, remembering each chunk's random state
     states: list[list[RandState]] = []
     reps: list[Tensor] = []
@@ -118,6 +131,10 @@ def gradcache_step(
                 offset += e.shape[0]
                 surrogate = torch.dot(e.flatten().float(), ge.flatten().float())
                 backward(surrogate, is_last)
+    return _detached(result)
+
+
+def _detached(result: Any) -> Any:
     if isinstance(result, Tensor):
         return result.detach()
     if hasattr(result, "_replace") and hasattr(result, "loss"):  # e.g. InfoNCEOutput

@@ -214,6 +214,59 @@ class Discriminator:
         return [t for t, _ in self.model.generate(chats, max_new_tokens=self.max_new_tokens)]
 
 
+class OracleDiscriminator:
+    """The Discriminator of the synthetic world: a rule-based judge that reads the same chat
+    (:func:`~ume.tcot.prompts.discriminator_messages`) and names the candidate whose T-CoT
+    agrees best with the query T-CoT (:func:`~ume.annotate.backends.oracle_agreement`:
+    content-word overlap, a colour or shape clash counting against).
+
+    Why it exists: on the embedded default the Discriminator model is a tiny random network
+    that names no candidate (every process reward would be a miss), and a tiny network cannot
+    learn listwise matching within the miniature's minutes. The synthetic world's ground truth
+    is a closed vocabulary (colours, shapes, grid cells, events, counts), so a judge that
+    compares the words the T-CoTs state is exact there: a rollout that states what its input
+    shows gets picked with its positives, one that states something else does not. It never
+    sees the labels: ties (a query T-CoT stating nothing) are broken at random, seeded by the
+    chat, so shuffled and unshuffled candidates are judged alike (no position bias). Real
+    backbones keep the frozen MLLM (``local`` / ``server``); the config allows ``oracle`` only
+    with ``data.source: synthetic``.
+
+    >>> from ume.tcot.prompts import discriminator_messages
+    >>> chat = discriminator_messages("<answer> red circle </answer>",
+    ...     ["<answer> blue circle </answer>", "<answer> red circle left </answer>"])
+    >>> OracleDiscriminator().answer([chat])
+    ['2']
+    """
+
+    name = "oracle"
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = seed
+        self.unreadable = 0
+
+    def _one(self, chat: list[dict]) -> str:
+        import hashlib
+        import random
+
+        from ume.annotate.backends import oracle_agreement, tcot_words
+        from ume.tcot.prompts import read_discriminator_messages
+
+        read = read_discriminator_messages(chat)
+        if read is None:  # not a listwise chat: answer like a model that cannot read it
+            self.unreadable += 1
+            return "(unreadable question)"
+        query, candidates = read
+        q = tcot_words(query)
+        scores = [oracle_agreement(q, tcot_words(c)) for c in candidates]
+        best = max(scores)
+        tied = [i for i, v in enumerate(scores) if v == best]
+        digest = hashlib.sha256(f"{self.seed}:{query}:{candidates}".encode()).digest()
+        return str(random.Random(digest).choice(tied) + 1)
+
+    def answer(self, chats: list[list[dict]]) -> list[str]:
+        return [self._one(c) for c in chats]
+
+
 def make_embedder(
     cfg: EGRLConfig,
     folder: str | Path | None,
@@ -259,6 +312,8 @@ def make_discriminator(
     Discriminator's folder, when given) before any request."""
     if not cfg.use_process_reward:
         return None
+    if cfg.discriminator_backend == "oracle":
+        return OracleDiscriminator()
     if cfg.discriminator_backend == "server":
         if check_server:
             from ume.models.backbone import check_served_model

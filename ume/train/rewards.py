@@ -530,6 +530,33 @@ def _log(kwargs: dict, name: str, value: float) -> None:
         fn(name, float(value))
 
 
+def frac_zero_std(values: Sequence[float], pair_id: Sequence[str], side: Sequence[str]) -> float:
+    """Fraction of GRPO groups (a prompt's rollouts: same pair, same side) whose values of one
+    reward are all equal: groups that reward teaches nothing. TRL logs this for the weighted
+    total only (``frac_reward_zero_std``); this is the same per reward.
+
+    >>> frac_zero_std([1, 1, 0, 1], ["p", "p", "p", "p"], ["qry", "qry", "pos", "pos"])
+    0.5
+    """
+    groups: dict[tuple[str, str], list[float]] = {}
+    for v, p, s in zip(values, pair_id, side, strict=True):
+        groups.setdefault((p, s), []).append(float(v))
+    if not groups:
+        return 0.0
+    flat = sum(max(g) - min(g) <= 1e-9 for g in groups.values())
+    return flat / len(groups)
+
+
+def _log_spread(kwargs: dict, name: str, values: Sequence[float]) -> None:
+    """Log ``<name>/frac_zero_std`` of a reward's values (needs the pair_id and side columns)."""
+    if kwargs.get("pair_id") is not None and kwargs.get("side") is not None:
+        _log(
+            kwargs,
+            f"{name}/frac_zero_std",
+            frac_zero_std(values, kwargs["pair_id"], kwargs["side"]),
+        )
+
+
 @register("format")
 class FormatReward(_Reward):
     """1.0 when a rollout has the T-CoT format, else 0.0 (:func:`~ume.tcot.format.check_format`).
@@ -567,6 +594,7 @@ class FormatReward(_Reward):
                 text, variant=self.variant, modality=modality, num_frames=num_frames
             )
             out.append(1.0 if ok else 0.0)
+        _log_spread(kwargs, "format", out)
         return out
 
 
@@ -607,6 +635,7 @@ class OutcomeReward(_PairReward):
             _log(kwargs, "outcome/acc", sum(s.acc[i] for i in paired) / len(paired))
             _log(kwargs, "outcome/margin", sum(s.margin[i] for i in paired) / len(paired))
         _log(kwargs, "outcome/embed_failures", s.embed_failures)
+        _log_spread(kwargs, "outcome", s.outcome)
         return s.outcome
 
 
@@ -631,6 +660,7 @@ class ProcessReward(_PairReward):
         out = self.scorer.process(s, kwargs["pair_id"], step=step)
         for k, v in s.process_stats.items():
             _log(kwargs, f"process/{k}", v)
+        _log_spread(kwargs, "process", out)
         return out
 
 
@@ -688,6 +718,7 @@ __all__ = [
     "OutcomeTerms",
     "ProcessReward",
     "completion_text",
+    "frac_zero_std",
     "get_reward",
     "hardest_negatives",
     "item_json",

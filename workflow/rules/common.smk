@@ -44,6 +44,7 @@ def leaderboard_csv(suite, kind):
 
 
 # Model records and folders (their layout is ume.plan's, which chooses among them).
+INIT_MODEL = f"{RUN_DIR}/{plan.INIT_MODEL}"  # {role} left to fill
 BASE_MODEL = f"{RUN_DIR}/{plan.BASE_MODEL}"  # {role} left to fill
 EMBEDDER_TRAINED = plan.embedder_model(CFG, "trained")
 REASONER_SFT = plan.reasoner_model(CFG, "sft")

@@ -50,9 +50,13 @@ rule annotate_tcot:
         pairs=rules.prepare_pairs.output.pairs,
         media=rules.prepare_pairs.output.media,
         annotator=ANNOTATOR,
+        # the T-CoT lengths are counted in the Reasoner's tokens (its tokenizer is set before
+        # pretraining, so annotation need not wait for it)
+        reasoner=plan.init_model(CFG, "reasoner"),
         launch=LAUNCH_CONFIG,
     output:
         tcot=f"{RUN_DIR}/annotate/tcot.parquet",
+        lengths=f"{RUN_DIR}/annotate/tcot_lengths.json",
         manifest=f"{RUN_DIR}/annotate/manifest.json",
     params:
         annotator=lambda w, input: plan.cli_args(annotator=input.annotator),
@@ -70,7 +74,7 @@ rule annotate_tcot:
         GPU_ENV
     shell:
         "python -m ume annotate --config {input.config} --pairs {input.pairs} --out {output.tcot}"
-        " {params.annotator}"
+        " {params.annotator} --reasoner {input.reasoner} --lengths {output.lengths}"
         + LAUNCH_ARGS
         + " 2> {log}"
 

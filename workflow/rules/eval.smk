@@ -28,6 +28,7 @@ rule eval_task:
         embedder=plan.eval_embedder(CFG),
         reasoner=plan.eval_reasoner(CFG),
         reasoner_no_egrl=plan.eval_reasoner_no_egrl(CFG),
+        lengths=plan.eval_tcot_lengths(CFG, rules.annotate_tcot.output.lengths),
         launch=LAUNCH_CONFIG,
     output:
         expand(
@@ -43,6 +44,7 @@ rule eval_task:
             embedder=input.embedder,
             reasoner=input.reasoner,
             reasoner_no_egrl=input.reasoner_no_egrl,
+            tcot_lengths=input.lengths,
         ),
         cache=CFG.eval_cache_dir,
     wildcard_constraints:

@@ -12,7 +12,7 @@ SFT_SHELL = (
 )
 EGRL_SHELL = (
     "python -m ume egrl --config {input.config} --rl {input.rl} {params.models} --out {output}"
-    " --checkpoint-dir {params.checkpoints}"
+    " --checkpoint-dir {params.checkpoints} --tcot-lengths {input.lengths}"
     + LAUNCH_ARGS
     + " 2> {log}"
 )
@@ -63,6 +63,7 @@ rule egrl:
         reasoner=plan.pre_egrl_reasoner(CFG),
         embedder=plan.egrl_embedder(CFG),
         discriminator=plan.egrl_discriminator(CFG),
+        lengths=rules.annotate_tcot.output.lengths,
         launch=LAUNCH_CONFIG,
     output:
         directory(REASONER_RL),
