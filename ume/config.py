@@ -312,7 +312,7 @@ PretrainTask = Literal["caption", "ground", "region", "crop", "video", "document
 
 class PretrainPhaseConfig(Section):
     steps: int = Field(100, ge=1, description="optimisation steps of this phase")
-    tasks: dict[PretrainTask, float] = Field(
+    tasks: dict[PretrainTask, typing.Annotated[float, Field(ge=0)]] = Field(
         {"crop": 1.0},
         description="sampling weight of each pretraining task in this phase (caption, ground, "
         "region, crop, video, document, summary: ume/data/pretraining.py)",

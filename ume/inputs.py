@@ -250,7 +250,15 @@ def fitted_size(size: tuple[int, int], lo: int, hi: int, factor: int) -> tuple[i
 
     w, h = size
     rh, rw = smart_resize(h, w, factor=factor, min_pixels=lo * factor**2, max_pixels=hi * factor**2)
-    return max(factor, rw), max(factor, rh)
+    rw, rh = max(factor, rw), max(factor, rh)
+    if (rw // factor) * (rh // factor) < lo:
+        # shrinking to the upper bound rounds each side down and can land under the lower
+        # one (hi close to lo); the processor would enlarge such an image again to its
+        # min_pixels, so take the smallest size at or above the lower bound instead
+        s = math.sqrt(lo * factor**2 / (w * h))
+        rw = max(factor, math.ceil(w * s / factor) * factor)
+        rh = max(factor, math.ceil(h * s / factor) * factor)
+    return rw, rh
 
 
 def fit_image(img: Image.Image, lo: int, hi: int, factor: int) -> Image.Image:

@@ -65,10 +65,10 @@ def test_the_models_defaults_are_the_embedded_default(repo):
     assert yaml.safe_load((repo / "config/config.yaml").read_text()) == {"run": "default"}
     assert load_config(repo / "config/config.yaml") == config_from_dict({}) == Config()
     cfg = Config()
-    assert (cfg.train_embedder.global_batch_size, cfg.train_embedder.max_steps) == (32, 30)
+    assert (cfg.train_embedder.global_batch_size, cfg.train_embedder.max_steps) == (32, 100)
     assert (cfg.sft.lora.enabled, cfg.egrl.lora.enabled, cfg.models.annotator.family) == (
         False,
-        True,
+        False,
         "qwen2_vl",
     )
 
@@ -140,7 +140,7 @@ def test_schema_has_descriptions_defaults_ranges_and_requirements():
     jsonschema.Draft202012Validator.check_schema(schema)
     props = schema["properties"]
     leaf = props["data"]["properties"]["synthetic"]["properties"]["image_size"]
-    assert leaf["default"] == 64 and leaf["description"] and leaf["minimum"] == 1
+    assert leaf["default"] == 96 and leaf["description"] and leaf["minimum"] == 1
     assert props["annotate"]["properties"]["backend"]["enum"] == ["oracle", "hf", "server"]
     lora = props["train_embedder"]["properties"]["lora"]["properties"]
     assert lora["dropout"] == {

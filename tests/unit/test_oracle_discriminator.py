@@ -74,7 +74,12 @@ def test_backend_choice_and_its_config_check():
         make_discriminator(g, None, dtype="float32", attn="sdpa"), OracleDiscriminator
     )
     with pytest.raises(ConfigError, match=r"needs data\.source: synthetic"):
-        config_from_dict({"egrl": {"discriminator_backend": "oracle"}, "data": {"source": "real"}})
+        config_from_dict(
+            {
+                "egrl": {"discriminator_backend": "oracle"},
+                "data": {"source": "real", "real": {"datasets": {"ImageNet_1K": {}}}},
+            }
+        )
 
 
 class _Const:

@@ -26,6 +26,10 @@ BASE_A = f"{RUN}/models/base/annotator/backbone.json"
 REAL = {"source": "path", "path": "/models/Qwen3-VL-2B-Instruct"}
 
 
+LOCAL_D = {"egrl.discriminator_backend": "local"}
+NO_NO_EGRL = {"eval.variants": ["main", "raw", "answer_only", "no_evidence"]}
+
+
 def cfg(**dotted):
     """A config from dotted keys: cfg(**{"sft.enabled": False})."""
     data: dict = {}
@@ -115,7 +119,8 @@ def test_annotator_model_and_gpus(keys, model, gpus_tiny, gpus_real):
 def test_synthetic_benchmark_is_written_when_trained_or_evaluated_on(source, suites, needed):
     real = {"mmeb_train_root": "/data/x", "datasets": {"ImageNet_1K": {"weight": 1, "cap": 9}}}
     keys = {"data.source": source, "eval.suites": suites}
-    c = cfg(**keys, **({"data.real": real} if source == "real" else {}))
+    real_keys = {"data.real": real, "egrl.discriminator_backend": "local"}
+    c = cfg(**keys, **(real_keys if source == "real" else {}))
     assert plan.needs_synth_benchmark(c) is needed
     assert plan.synth_benchmark_target(c, "B") == (["B"] if needed else [])
 
@@ -145,14 +150,16 @@ def test_final_reasoner_and_egrl_start_follow_the_switches(sft, egrl, stages, fi
 @pytest.mark.parametrize(
     "keys, embedder, discriminator",
     [
-        ({}, TRAINED_E, BASE_D),
-        ({"egrl.use_process_reward": False}, TRAINED_E, []),
-        ({"egrl.use_outcome_reward": False}, TRAINED_E, BASE_D),  # process reward uses both
+        ({}, TRAINED_E, []),  # the embedded default's oracle Discriminator is no model
+        ({"egrl.discriminator_backend": "local"}, TRAINED_E, BASE_D),
+        ({"egrl.use_process_reward": False, **LOCAL_D}, TRAINED_E, []),
+        ({"egrl.use_outcome_reward": False, **LOCAL_D}, TRAINED_E, BASE_D),  # uses both
         ({"egrl.use_outcome_reward": False, "egrl.use_process_reward": False}, [], []),
         (
             {
                 "egrl.embedder_backend": "server",
                 "egrl.embedder_server": {"url": "http://h:1/v1", "model": "e"},
+                **LOCAL_D,
             },
             TRAINED_E,  # its record: what it was trained on, what the server must serve
             BASE_D,
@@ -184,16 +191,17 @@ def test_eval_embedder(stage, path):
 @pytest.mark.parametrize(
     "keys, main, no_egrl",
     [
-        ({}, RL_R, []),  # default variants: main, raw, answer_only, no_evidence
+        ({}, RL_R, SFT_R),  # default variants: no_egrl among them
+        ({"eval.variants": ["main", "raw"]}, RL_R, []),
         ({"eval.variants": ["main", "no_egrl"]}, RL_R, SFT_R),
         ({"eval.variants": ["raw"]}, [], []),  # no variant writes T-CoTs
         ({"eval.variants": ["answer_only"]}, RL_R, []),  # main's Reasoner, other input
         ({"eval.variants": ["main", "no_egrl"], "train_embedder.tcot_input": "raw"}, [], []),
         ({"eval.variants": ["main", "no_egrl"], "sft.enabled": False}, RL_R, BASE_R),
         ({"eval.variants": ["main", "no_egrl"], "egrl.enabled": False}, SFT_R, SFT_R),
-        ({"eval.reasoner_stage": "sft"}, SFT_R, []),
-        ({"eval.reasoner_stage": "base"}, BASE_R, []),
-        ({"eval.reasoner_stage": "egrl", "sft.enabled": False}, RL_R, []),
+        ({"eval.reasoner_stage": "sft", **NO_NO_EGRL}, SFT_R, []),
+        ({"eval.reasoner_stage": "base", **NO_NO_EGRL}, BASE_R, []),
+        ({"eval.reasoner_stage": "egrl", "sft.enabled": False, **NO_NO_EGRL}, RL_R, []),
         ({"eval.reasoner_stage": "egrl", "egrl.enabled": False, "eval.variants": ["raw"]}, [], []),
         (
             {
@@ -286,7 +294,7 @@ def test_score_files_per_suite_task_and_variant():
         "E/main/mmeb/MSCOCO_i2t.score.json",
         "E/raw/mmeb/MSCOCO_i2t.score.json",
     ]
-    assert len(plan.eval_scores(cfg(), "{variant}{suite}{task}")) == 16 * 4
+    assert len(plan.eval_scores(cfg(), "{variant}{suite}{task}")) == 16 * 7
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ume.config import PRETRAIN_TASKS
 from ume.errors import ConfigError
 from ume.suites.synth.scenes import (
     COLORS,
@@ -57,7 +58,7 @@ from ume.suites.synth.scenes import (
     video_frames,
 )
 
-TASKS: tuple[str, ...] = ("caption", "ground", "region", "crop", "video", "document", "summary")
+TASKS: tuple[str, ...] = PRETRAIN_TASKS  # the config names them (pretrain.phases[].tasks)
 #: Third seed word of the pretraining stream (the synthetic data uses two-word seeds).
 SALT = 0x7072_6574  # "pret"
 HELD_OUT = 1 << 30  # held-out examples (the stage's probe) start at this index

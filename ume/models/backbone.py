@@ -158,8 +158,8 @@ def load_tokenizer(folder: str | Path, role: str = "reasoner"):
 
     set_offline_env()
     folder = Path(folder)
-    if folder.name == "backbone.json":
-        folder = Path(json.loads(folder.read_text())["path"])
+    if folder.name == "backbone.json":  # its path is relative to the record's folder
+        folder = (folder.parent / json.loads(folder.read_text())["path"]).resolve()
     try:
         return AutoTokenizer.from_pretrained(folder, local_files_only=True)
     except (OSError, ValueError) as e:

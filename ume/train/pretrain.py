@@ -285,7 +285,7 @@ def pretrain_models(cfg: Config, init_dir: str | Path, out_dir: str | Path) -> d
     ``init_dir``: the base-model stage's folder (``<role>/backbone.json`` each). Writes
     ``out_dir/<role>/backbone.json`` for every role found there, and the manifest.
     """
-    from ume.models.stage import ROLES, read_backbone
+    from ume.models.stage import ROLES, read_backbone, record_path
 
     init_dir, out_dir = Path(init_dir), Path(out_dir)
     p = cfg.pretrain
@@ -307,8 +307,13 @@ def pretrain_models(cfg: Config, init_dir: str | Path, out_dir: str | Path) -> d
             )
         else:
             reason = ""
+        here = out_dir / role  # paths in a record are relative to it (results/ can move)
         if reason:
-            out = rec | {"pretrained": False, "pretrain": reason}
+            out = rec | {
+                "path": record_path(rec["path"], here),
+                "pretrained": False,
+                "pretrain": reason,
+            }
         else:
             fam = rec["family"]
             if fam not in runs:
@@ -319,11 +324,11 @@ def pretrain_models(cfg: Config, init_dir: str | Path, out_dir: str | Path) -> d
             run = runs[fam]
             out = rec | {
                 "stage": "pretrain_tiny",
-                "path": run["path"],
+                "path": record_path(run["path"], here),
                 "weights_sha256": run["weights_sha256"],
                 "pretrained": True,
                 "pretrain": f"pretrained ({run['steps']} steps), shared by the {fam} roles",
-                "init_path": rec["path"],
+                "init_path": record_path(rec["path"], here),
             }
         records[role] = out
         write_json(out_dir / role / "backbone.json", out)
