@@ -354,9 +354,16 @@ def log_panels(rows: list[dict[str, float]]) -> list[Panel]:
     keys = {k for r in rows for k in r}
     rewards = tuple(sorted(k for k in keys if k.startswith("rewards/") and k.endswith("/mean")))
     short = {k: k.removeprefix("rewards/").removesuffix("/mean") for k in rewards}
+    # groups in which a reward is flat teach GRPO nothing: the total's and each reward's share
+    flat = tuple(
+        [k for k in ("frac_reward_zero_std",) if k in keys]
+        + sorted(k for k in keys if k.endswith("/frac_zero_std"))
+    )
+    flat_short = {k: k.removeprefix("rewards/").removesuffix("/frac_zero_std") for k in flat}
     return [
         Panel("total reward", ("reward",)),
         Panel("rewards (mean)", rewards, labels=short),
+        Panel("groups with a flat reward", flat, labels=flat_short),
         Panel("response length", ("completions/mean_length",)),
         Panel("KL", ("kl",)),
         Panel("entropy", ("entropy",)),
