@@ -16,7 +16,7 @@ def mini(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def heldout(mini) -> pd.DataFrame:
-    return pd.read_parquet(mini.heldout)
+    return M.read_pairs(mini.heldout)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +50,7 @@ def raw_trained(mini):
 def crop_world(mini, heldout):
     """Crop-only pairs (:func:`tests.science.miniature.colourless`): Embedders trained on them
     with the evidence visuals (full) and without (no_evidence), and the evaluation groups."""
-    pairs = pd.read_parquet(mini.root / "data/pairs.parquet")
+    pairs = M.read_pairs(mini.root / "data/pairs.parquet")
     train = M.colourless(pairs[~pairs["pair_id"].isin(heldout["pair_id"])])
     path = mini.root / "split/colourless.parquet"
     train.to_parquet(path)

@@ -23,10 +23,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 SEED = int(os.environ.get("UME_SCIENCE_SEED", "0"))
 
-# Smaller than the embedded default: 24 pairs per dataset, 8 per dataset held out (the RL
-# split) for measuring, 30 contrastive steps of 16 pairs.
+# Smaller than the embedded default: small random-initialised tiny models (h64/L2, no
+# pretraining: the mechanisms, not perception, are under test) on 64-px scenes, 48 pairs per
+# dataset, 8 per dataset held out (the RL split) for measuring, 30 contrastive steps of 16 pairs.
+SMALL_TINY = {
+    "hidden_size": 64,
+    "num_layers": 2,
+    "intermediate_size": 128,
+    "vision_depth": 2,
+    "vision_hidden_size": 32,
+    "patch_size": None,
+}
 MINI = {
-    "data": {"synthetic": {"train_pairs_per_dataset": 48}},
+    "models": {"tiny": SMALL_TINY},
+    "data": {"synthetic": {"train_pairs_per_dataset": 48, "image_size": 64}},
     "split": {"rl_per_dataset": 8},
     "train_embedder": {
         "global_batch_size": 16,
@@ -34,8 +44,20 @@ MINI = {
         "gradcache_chunk_size": 8,
         "max_steps": 30,
         "save_steps": 1000,
+        # the settings the margins were measured with (the embedded default's differ: its
+        # Embedder is pretrained and trains 100 steps)
+        "temperature": 0.02,
+        "learning_rate": 1e-3,
+        "warmup_steps": 2,
     },
 }
+
+
+def read_pairs(path: Path) -> pd.DataFrame:
+    """A pair table with its media paths absolute (tables store them relative)."""
+    from ume.pair_table import media_base, resolve_media
+
+    return resolve_media(pd.read_parquet(path), media_base(path))
 
 
 def config(seed: int = SEED, overrides: dict | None = None):
@@ -246,13 +268,13 @@ def hit_rates(df: pd.DataFrame) -> list[float]:
 
 
 def measure(mini: SimpleNamespace) -> dict:  # pragma: no cover - margins, by hand
-    held = pd.read_parquet(mini.heldout)
+    held = read_pairs(mini.heldout)
     out: dict = {}
     full = load(train(mini, "full", mini.contrastive, {}))
     raw = load(train(mini, "raw", mini.contrastive, {"train_embedder": {"tcot_input": "raw"}}))
     out["tcot_full"] = retrieval_accuracy(full, held, "full")
     out["tcot_raw_trained"] = retrieval_accuracy(raw, held, "full")
-    pairs = pd.read_parquet(mini.root / "data/pairs.parquet")
+    pairs = read_pairs(mini.root / "data/pairs.parquet")
     cl = colourless(pairs[~pairs["pair_id"].isin(held["pair_id"])])
     cl_path = mini.root / "split/colourless.parquet"
     cl.to_parquet(cl_path)
