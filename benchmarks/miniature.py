@@ -241,6 +241,23 @@ def task_table(runs: dict[int, dict]) -> str:
     return "\n".join(lines)
 
 
+def reasoner_rows(results_dir: Path, runs: list[str]) -> tuple[str, dict] | None:
+    """The Reasoner rows (benchmarks/miniature_reasoner.py) of the same runs: its table and
+    each run's numbers; None when a run has not finished."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import miniature_reasoner as mr
+
+    rows = {}
+    for run in runs:
+        try:
+            rows[run] = mr.run_rows(results_dir / run)
+        except FileNotFoundError as e:
+            print(f"{results_dir / run}: no Reasoner rows ({e.filename} missing)", file=sys.stderr)
+            return None
+    text, _ = mr.table(rows)
+    return text, rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -269,6 +286,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(table(runs))
     print()
     print(task_table(runs))
+    print()
+    reasoner = reasoner_rows(Path(a.results_dir), [f"{a.prefix}{s}" for s in a.seeds])
+    if reasoner is not None:
+        print(reasoner[0])
+        for seed in a.seeds:
+            runs[seed]["reasoner"] = reasoner[1].get(f"{a.prefix}{seed}")
     if a.json:
         Path(a.json).write_text(json.dumps(runs, indent=2, default=str) + "\n")
     return runs

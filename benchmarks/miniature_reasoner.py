@@ -17,7 +17,9 @@ Rows (what each run wrote; nothing is recomputed here):
 * Held-out outcome reward, SFT vs EG-RL Reasoner (``heldout.json``); target EG-RL >= SFT.
 * Synthetic suite overall, ``main`` (EG-RL Reasoner) vs ``no_egrl`` (SFT Reasoner), and the
   ``chance`` row when the leaderboard has one (``leaderboard/summary.json``).
-* Stage wall times (``benchmarks/*.tsv`` of Snakemake) and the Discriminator that judged.
+* Stage wall times (``timings/*.tsv`` of Snakemake) and the Discriminator that judged.
+
+``benchmarks/miniature.py`` prints these rows below its own (one table for the issue).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def _first_last(rows: list[dict[str, float]], key: str, frac: float = 0.2):
 
 
 def _stage_seconds(run: Path, rule: str) -> float | None:
-    tsv = run / "benchmarks" / f"{rule}.tsv"
+    tsv = run / "timings" / f"{rule}.tsv"
     if not tsv.is_file():
         return None
     with tsv.open() as f:

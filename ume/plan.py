@@ -38,7 +38,7 @@ ROLES: tuple[str, ...] = ("embedder", "reasoner", "discriminator", "annotator")
 #: model on images reads ``budgets`` (one pixel budget for every role).
 STAGE_SECTIONS: dict[str, list[str]] = {
     "models": ["seed", "models"],
-    "pretrain": ["seed", "models", "pretrain"],
+    "pretrain": ["seed", "models", "pretrain", "budgets"],
     "data": ["seed", "data"],
     "benchmark": ["seed", "data"],
     # every stage that reads pair tables also reads data.on_bad_item (ume/pair_table.py)

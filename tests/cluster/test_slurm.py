@@ -57,6 +57,7 @@ def command(work: Path, *args: str, extra: str = "") -> list[str]:
         *args,
         "--configfile",
         "config/config.yaml",
+        "tests/fixtures/fast.yaml",  # the embedded default made small
         *map(str, files),
         "-d",
         str(work),

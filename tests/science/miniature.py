@@ -19,6 +19,8 @@ from types import SimpleNamespace
 import pandas as pd
 import torch
 
+from tests.fixtures.tiny_run import SMALL_TINY  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 
 SEED = int(os.environ.get("UME_SCIENCE_SEED", "0"))
@@ -26,14 +28,6 @@ SEED = int(os.environ.get("UME_SCIENCE_SEED", "0"))
 # Smaller than the embedded default: small random-initialised tiny models (h64/L2, no
 # pretraining: the mechanisms, not perception, are under test) on 64-px scenes, 48 pairs per
 # dataset, 8 per dataset held out (the RL split) for measuring, 30 contrastive steps of 16 pairs.
-SMALL_TINY = {
-    "hidden_size": 64,
-    "num_layers": 2,
-    "intermediate_size": 128,
-    "vision_depth": 2,
-    "vision_hidden_size": 32,
-    "patch_size": None,
-}
 MINI = {
     "models": {"tiny": SMALL_TINY},
     "data": {"synthetic": {"train_pairs_per_dataset": 48, "image_size": 64}},

@@ -23,7 +23,7 @@ eval:
   variants: [main, answer_only]
   embedder_stage: base
   reasoner_stage: base
-  max_new_tokens: 8
+  max_new_tokens: 80    # >= the annotated T-CoTs (checked)
   mmeb_root: null
 """
 
@@ -33,7 +33,7 @@ def small_run(repo, tmp_path_factory) -> tuple[Path, list[str]]:
     work = tmp_path_factory.mktemp("evalwf")
     cfg = work / "small.yaml"
     cfg.write_text(SMALL)
-    args = ["--configfile", str(repo / "config/config.yaml"), str(cfg)]
+    args = ["--configfile", str(cfg)]  # after config.yaml and tests/fixtures/fast.yaml
     snakemake(repo, work, "leaderboards", *args)
     return work, args
 

@@ -15,7 +15,19 @@ import pytest
 pytestmark = pytest.mark.workflow
 
 
+def with_fast(repo: Path, args: tuple[str, ...]) -> list[str]:
+    """``args`` with the embedded default made small (tests/fixtures/fast.yaml) layered first:
+    given config files come after it, else it is the only overlay."""
+    fast = [str(repo / "config/config.yaml"), str(repo / "tests/fixtures/fast.yaml")]
+    args = list(args)
+    if "--configfile" in args:
+        i = args.index("--configfile") + 1
+        return args[:i] + fast + args[i:]
+    return [*args, "--configfile", *fast]
+
+
 def snakemake(repo: Path, workdir: Path, *args: str, check: bool = True):
+    args = tuple(with_fast(repo, args))
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     res = subprocess.run(

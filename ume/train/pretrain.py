@@ -217,7 +217,13 @@ def pretrain_one(cfg: Config, folder: str | Path, out_dir: str | Path) -> dict[s
     p = cfg.pretrain
     out_dir = Path(out_dir)
     set_seed(p.seed)
-    model, processor = load_backbone(folder, role="pretrain")
+    from ume.inputs import PixelBudget
+
+    # the pixel budget every later stage applies (budgets): pretrained at the resolution the
+    # model will see (a crop enlarged to budgets.image_min_tokens, a scene within the maximum)
+    model, processor = load_backbone(
+        folder, role="pretrain", budget=PixelBudget.from_config(cfg.budgets)
+    )
     model.train()
     for prm in model.parameters():  # the vision tower learns too: it is what this stage is for
         prm.requires_grad_(True)
