@@ -1044,7 +1044,9 @@ class EvalConfig(Section):
         description="T-CoT length limit (paper: 2048); checked against the annotated T-CoT "
         "lengths when a variant generates T-CoTs",
     )
-    batch_size: int = Field(16, ge=1, description="items per reasoning / encoding batch")
+    batch_size: int = Field(
+        64, ge=1, description="items per reasoning / encoding batch (paper: 64)"
+    )
     on_bad_item: Literal["error", "skip"] = Field(
         "error", description="malformed benchmark row: stop, or skip and count"
     )

@@ -74,7 +74,9 @@ def test_schedule_follows_the_phases():
 
 
 def test_config_checks_the_phases():
-    with pytest.raises(ConfigError, match=r"pretrain\.phases\[0\]\.tasks\.ocr.*'ocr' is not allowed"):
+    with pytest.raises(
+        ConfigError, match=r"pretrain\.phases\[0\]\.tasks\.ocr.*'ocr' is not allowed"
+    ):
         config_from_dict({"pretrain": {"phases": [{"steps": 2, "tasks": {"ocr": 1.0}}]}})
     with pytest.raises(ConfigError, match=r"pretrain\.phases\[0\]\.steps"):
         config_from_dict({"pretrain": {"phases": [{"steps": 0, "tasks": {"crop": 1.0}}]}})

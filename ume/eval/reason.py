@@ -343,7 +343,9 @@ class OracleTCoTs:
         from ume.annotate.backends import OracleAnnotator
         from ume.config import OracleConfig
 
-        self.annotator = OracleAnnotator(OracleConfig(wrong_evidence_rate=0.0, missing_evidence_rate=0.0, seed=0))
+        self.annotator = OracleAnnotator(
+            OracleConfig(wrong_evidence_rate=0.0, missing_evidence_rate=0.0, seed=0)
+        )
         self.params: dict[str, Any] = {"wrong_evidence_rate": 0.0, "missing_evidence_rate": 0.0}
         self.reasoner = self  # what provenance reads (CachedReasoner.reasoner.identity)
 
