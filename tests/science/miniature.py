@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pandas as pd
 import torch
 
-from tests.fixtures.tiny_run import SMALL_TINY  # noqa: E402
+from tests.fixtures.tiny_run import SMALL_TINY
 
 REPO = Path(__file__).resolve().parents[2]
 
