@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from tests.fixtures.retrieval_probe import annotated_synthetic_pairs, pair_retrieval
+from tests.fixtures.tiny_run import SMALL_TINY
 from ume.config import load_config
 from ume.io import write_parquet
 from ume.models.embedder import Embedder
@@ -26,13 +27,29 @@ from ume.train.contrastive import CURVE_COLUMNS, train_embedder
 pytestmark = pytest.mark.integration
 
 
+# The small random tiny models and the Embedder settings of before the miniature (its
+# pretrained h128 models train 100 steps: minutes); the stage's mechanics are under test.
+SMALL_WORLD = {
+    "models": {"tiny": SMALL_TINY},
+    "data": {"synthetic": {"image_size": 64}},
+    "train_embedder": {
+        "max_steps": 30,
+        "learning_rate": 1e-3,
+        "temperature": 0.02,
+        "warmup_steps": 2,
+        "gradcache_chunk_size": 8,
+        "gradcache": True,
+    },
+}
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, repo):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # what the rule gets (OMP_NUM_THREADS=1); far faster on 2 busy cores
     try:
         root = tmp_path_factory.mktemp("contrastive")
-        cfg = load_config(repo / "config" / "config.yaml")
+        cfg = load_config(repo / "config" / "config.yaml", overrides=SMALL_WORLD)
         write_parquet(root / "contrastive.parquet", annotated_synthetic_pairs(cfg, root / "media"))
         build_base_models(cfg, root / "models", ("embedder",))
         backbone = root / "models" / "embedder" / "backbone.json"

@@ -88,7 +88,7 @@ def test_checkpoints_of_another_config_are_not_resumed(setup, repo):
     with pytest.raises(TrainingInterrupted):
         train_embedder(s["cfg"], s["pairs"], s["backbone"], s["root"] / "a", ck, interrupt_after=2)
     assert last_checkpoint(ck)
-    train_embedder(_cfg(repo, learning_rate=0.002), s["pairs"], s["backbone"], s["root"] / "b", ck)
+    train_embedder(_cfg(repo, learning_rate=0.003), s["pairs"], s["backbone"], s["root"] / "b", ck)
     m = json.loads((s["root"] / "b" / "manifest.json").read_text())
     assert m["resumed_from"] is None and m["steps"] == 6
 

@@ -120,7 +120,8 @@ def test_lora_targets_only_language_model_linears(folders):
     emb = Embedder.from_pretrained(folders["qwen3_vl"], lora=LORA)
     lora_modules = [n for n, m in emb.named_modules() if hasattr(m, "lora_A")]
     assert lora_modules and all(".language_model." in n for n in lora_modules)
-    assert len(lora_modules) == 2 * 7  # 2 layers x (q, k, v, o, gate, up, down)
+    layers = TinyModelConfig().num_layers
+    assert len(lora_modules) == layers * 7  # layers x (q, k, v, o, gate, up, down)
     trainable = [n for n, p in emb.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert not any(p.requires_grad for p in emb.base_model.model.visual.parameters())

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from tests.fixtures.serve import ServerProcess
+from tests.fixtures.tiny_run import SMALL_TINY
 from ume.clients import ServerClient
 from ume.config import ServerConfig, load_config
 from ume.eval.encode import make_encoder
@@ -54,7 +55,11 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("serve")
     cfg = load_config(
         REPO / "config/config.yaml",
-        overrides={"results_dir": str(root / "results"), "eval": {"max_new_tokens": 24}},
+        overrides={
+            "results_dir": str(root / "results"),
+            "eval": {"max_new_tokens": 24},
+            "models": {"tiny": SMALL_TINY},  # the small random models: plumbing under test
+        },
     )
     write_json(root / "config.json", cfg.to_dict())
     build_base_models(cfg, root / "models", ("reasoner", "embedder", "discriminator"))
@@ -163,7 +168,11 @@ def test_server_embeddings_equal_the_local_path(world):
     assert got == 200 and all("tcot" not in d for d in raw["data"])
     z_raw = np.array([d["embedding"] for d in raw["data"]], np.float32)
     assert np.allclose(z_raw, enc.encode(items[:2], None, "raw"), atol=ATOL)
-    assert not np.allclose(z_raw, z_server[:2], atol=1e-2)  # the T-CoT matters
+    # the T-CoT matters: (the random tiny Reasoner may well write nothing readable, which
+    # the builder embeds as the raw input, so a written one is used here)
+    written = ["<thinking> a white square </thinking> <answer> white square </answer>"] * 2
+    z_tcot = enc.encode(items[:2], written, cfg.train_embedder.tcot_input)
+    assert not np.allclose(z_raw, z_tcot, atol=1e-2)
 
 
 def test_the_server_uses_evaluations_caches(world):
