@@ -21,7 +21,12 @@ import pytest
 
 pytestmark = pytest.mark.cluster
 
-LAUNCHED = {"base_models": "models/base", "annotate_tcot": "annotate", "relevance_filter": "filter"}
+LAUNCHED = {
+    "base_models": "models/init",
+    "pretrain_tiny": "models/base",
+    "annotate_tcot": "annotate",
+    "relevance_filter": "filter",
+}
 # The tier tests the launch path, not training: poll SLURM every second, few steps, one task.
 FAST = """\
 launch:
