@@ -7,7 +7,7 @@ data, pretraining, oracle annotator, split), the evaluation variants this table 
 summed RSS of the snakemake process tree, sampled every 0.2 s). Then one table: each number
 per seed, their median, the chance level beside it and the target.
 
-    OMP_NUM_THREADS=1 python benchmarks/miniature.py --seeds 0 1 2
+    python benchmarks/miniature.py --seeds 0 1 2    # the threads of scripts/run.sh
     python benchmarks/miniature.py --seeds 0 1 2 --no-run     # tabulate finished runs only
 
 Rows: the synthetic suite's overall score for ``main``, ``raw``, ``answer_only``,
@@ -268,7 +268,6 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--json", help="write every number here")
     p.add_argument("snakemake_args", nargs="*", help="after --: more snakemake options")
     a = p.parse_args(argv)
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
     runs: dict[int, dict] = {}
     for seed in a.seeds:
