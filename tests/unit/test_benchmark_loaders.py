@@ -487,5 +487,5 @@ def test_skipped_is_json_serialisable(tmp_path: Path) -> None:
     fx.write_uvrb(tmp_path)
     (tmp_path / "uvrb/MS-TI/images/q1.jpg").unlink()
     t = load("MS-TI", tmp_path, suite="uvrb", on_bad_item="skip")
-    assert json.loads(json.dumps(t.skipped))[0]["row"] == 2
+    assert json.loads(json.dumps(t.skipped))[0]["line"] == 2  # a JSONL line (1-based)
     assert "not found" in t.skipped[0]["reason"]

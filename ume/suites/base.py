@@ -113,7 +113,8 @@ class _Ctx:
         if self.on_bad_item == "error":
             where = f"{file}: {unit} {row}: " if row is not None else f"{file}: "
             raise DataError(f"{where}{reason}; {SKIP_HINT}")
-        self.skipped.append({"file": str(file), "row": row, "reason": reason})
+        # "row" of a parquet table (0-based), "line" of a JSONL file (1-based), as the message
+        self.skipped.append({"file": str(file), unit: row, "reason": reason})
 
     def pages_dir(self, files: TaskFiles) -> Path:
         """Where the decoded page images of a BEIR task go: ``<cache_dir>/pages/<folder>``,
