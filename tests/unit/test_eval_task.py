@@ -170,7 +170,7 @@ def test_malformed_row_skipped_and_counted(tmp_path):
     res = evaluate_task(
         get_task("uvrb", "MS-TI"), tmp_path / "bench", tmp_path / "eval", ["main"], ctx
     )
-    assert res["main"]["num_skipped"] == 1 and res["main"]["skipped"][0]["row"] == 5
+    assert res["main"]["num_skipped"] == 1 and res["main"]["skipped"][0]["line"] == 5
     assert res["main"]["num_data"] == 4
 
 
