@@ -71,7 +71,8 @@ def _overall(run: Path, variant: str) -> float | None:
         return None
     synth = json.loads(path.read_text()).get("suites", {}).get("synth", {})
     for name, rec in synth.items():
-        if name.endswith(f"/ {variant}") or name == variant:
+        label = name.removesuffix(" (diagnostic)")  # chance and the oracle variants
+        if label.endswith(f"/ {variant}") or label == variant:
             return rec.get("overall")
     return None
 
