@@ -187,7 +187,12 @@ def cmd_serve(args) -> int:
             raise UmeError(f"no {role} in {cfg.run_dir}/models: run the pipeline or pass --{role}")
     names = {r: f"{cfg.run}-{r}" for r in paths} | dict(n.split("=", 1) for n in args.name or [])
     cache = args.cache_dir or cfg.eval_cache_dir
+    allowed = [Path(a) for a in args.allowed_local_media_path or []]
+    for a in allowed:
+        if not a.is_dir():
+            raise UmeError(f"--allowed-local-media-path {a}: not a folder on this machine")
     limits = Limits(
+        allowed_local_media=tuple(allowed),
         max_items=args.max_items,
         max_body_bytes=int(args.max_body_mb * (1 << 20)),
         max_new_tokens=args.max_new_tokens,
@@ -411,6 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-wait-ms", type=float, default=10.0, help="wait to fill a batch")
     sp.add_argument("--timeout-s", type=float, default=600.0, help="per request, queue included")
     sp.add_argument("--chat-template", help="default template of embeddings in chat form")
+    sp.add_argument(
+        "--allowed-local-media-path",
+        nargs="*",
+        metavar="FOLDER",
+        help="folders whose files requests may name (file:// URL or path); default: none, "
+        "images come as base64 (trusted clients only, as vLLM's flag of the same name)",
+    )
     sp = stage("check-data", cmd_check_data, "check the benchmark data roots, task by task")
     sp.add_argument("--suite", nargs="*", choices=("mmeb", "uvrb", "synth"),
                     help="suites (default: eval.suites without synth, else mmeb and uvrb)")  # fmt: skip

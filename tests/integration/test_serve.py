@@ -78,7 +78,7 @@ def world(tmp_path_factory):
         NAMES,
         cache_dir=root / "cache",
         log=root / "serve.log",
-        extra=("--max-items", "8", "--max-body-mb", "1"),
+        extra=("--max-items", "8", "--max-body-mb", "1", "--allowed-local-media-path", str(root)),
     )
     yield {"root": root, "cfg": cfg, "models": models, "server": server, "images": imgs}
     server.stop()
@@ -98,6 +98,13 @@ def test_bad_requests_are_4xx_with_a_message_and_the_server_keeps_serving(world)
         (b"{not json", 400, "not JSON"),
         ({"model": "nope", "input": "x"}, 404, "not served"),
         ({"model": NAMES["embedder"], "input": [{"image": f"file://{bad}"}]}, 400, "not decode"),
+        # a file outside --allowed-local-media-path, directly or through '..'
+        ({"model": NAMES["embedder"], "input": [{"image": "/etc/hostname"}]}, 403, "outside"),
+        (
+            {"model": NAMES["embedder"], "input": [{"image": f"{world['root']}/../x.png"}]},
+            403,
+            "outside the folders",
+        ),
         ({"model": NAMES["embedder"], "input": [{"image": "aGVsbG8="}]}, 400, "not decode"),
         ({"model": NAMES["embedder"], "input": ["x"] * 9}, 400, "at most 8"),
         ({"model": NAMES["embedder"], "input": [{"txt": "typo"}]}, 400, "unknown field"),
@@ -112,13 +119,14 @@ def test_bad_requests_are_4xx_with_a_message_and_the_server_keeps_serving(world)
             400,
             "max_tokens",
         ),
-        ({"model": NAMES["embedder"], "input": "x" * (2 << 20)}, 413, "body over"),
     ]
     for body, status, words in cases:
         path = "/v1/chat/completions" if "messages" in str(body)[:80] else "/v1/embeddings"
         got, reply = s.post(path, body)
         assert got == status, (body if isinstance(body, bytes) else str(body)[:120], reply)
         assert words in reply["error"]["message"]
+    got, reply = s.post_declared("/v1/embeddings", 2 << 20)  # over --max-body-mb 1
+    assert got == 413 and "body over" in reply["error"]["message"]
     got, reply = s.post("/v1/embeddings", {"model": NAMES["embedder"], "input": "fine"})
     assert got == 200 and len(reply["data"]) == 1
     import urllib.request

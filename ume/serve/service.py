@@ -61,6 +61,9 @@ class Limits:
     max_new_tokens: int = 4096  # a chat completion's max_tokens
     max_input_tokens: int = 32768  # a rendered prompt (chat, or embeddings in chat form)
     max_frames: int = 64  # frames of one video item
+    # folders whose files a request may name (file:// URL or absolute path); none: base64 only
+    # (vLLM's --allowed-local-media-path; a trusted-clients setting)
+    allowed_local_media: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -71,33 +74,53 @@ class Job:
 
 
 # --------------------------------------------------------------------------- media
-def decode_image_ref(ref: Any, what: str, media_dir: Path | None) -> str:
-    """A request's image (``file://`` URL, absolute path, ``data:`` URL or bare base64) as a
-    file path, checked to decode. Bytes sent inline are written once, named by their hash,
-    under ``media_dir`` (content-keyed: the caches key images by their bytes)."""
+NETWORK_REFUSED = "the server fetches no network URLs; send base64 or a file:// URL"
+
+
+def _image_bytes(ref: Any, what: str, allowed: Sequence[Path]) -> tuple[Path | None, bytes]:
+    """A request's image reference -> (its local path, or None when sent inline; its bytes).
+
+    A ``file://`` URL or an absolute path is read only inside ``allowed`` (resolved: no
+    ``..`` or symlink leads out); ``data:`` URLs and bare base64 are decoded."""
     if not isinstance(ref, str) or not ref:
         raise RequestError(400, f"{what}: give an image as a file:// URL, a path or base64")
     if ref.startswith(("http://", "https://")):
-        raise RequestError(
-            400, f"{what}: the server fetches no network URLs; send base64 or a file:// URL"
-        )
-    path: Path | None = None
-    data: bytes | None = None
-    if ref.startswith("file://"):
-        path = Path(unquote(urlparse(ref).path))
-    elif ref.startswith("/") and not ref.startswith("data:"):
-        path = Path(ref)
-    else:
-        b64 = ref.split(",", 1)[1] if ref.startswith("data:") else ref
-        try:
-            data = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError) as e:
-            raise RequestError(400, f"{what}: not valid base64 ({e})") from None
-    if path is not None:
-        if not path.is_file():
+        raise RequestError(400, f"{what}: {NETWORK_REFUSED}")
+    if ref.startswith("file://") or (ref.startswith("/") and not ref.startswith("data:")):
+        path = Path(unquote(urlparse(ref).path)) if ref.startswith("file://") else Path(ref)
+        if not allowed:
+            raise RequestError(
+                403,
+                f"{what}: this server reads no local files; send the image as base64, or start "
+                "`ume serve` with --allowed-local-media-path FOLDER (a folder holding it; for "
+                "trusted clients only)",
+            )
+        real = path.resolve()
+        if not any(real.is_relative_to(a) for a in allowed):
+            raise RequestError(
+                403,
+                f"{what}: {path} is outside the folders this server may read "
+                f"(--allowed-local-media-path {' '.join(map(str, allowed))}); send it as base64",
+            )
+        if not real.is_file():
             raise RequestError(400, f"{what}: {path} is not a file on the server")
-        data = path.read_bytes()
-    fmt = _check_decodes(data or b"", what)
+        return path, real.read_bytes()
+    b64 = ref.split(",", 1)[1] if ref.startswith("data:") else ref
+    try:
+        return None, base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise RequestError(400, f"{what}: not valid base64 ({e})") from None
+
+
+def decode_image_ref(
+    ref: Any, what: str, media_dir: Path | None, allowed: Sequence[Path] = ()
+) -> str:
+    """A request's image (``file://`` URL, absolute path, ``data:`` URL or bare base64) as a
+    file path, checked to decode. Bytes sent inline are written once, named by their hash,
+    under ``media_dir`` (content-keyed: the caches key images by their bytes); local files are
+    read only inside ``allowed`` (:func:`_image_bytes`)."""
+    path, data = _image_bytes(ref, what, allowed)
+    fmt = _check_decodes(data, what)
     if path is not None:
         return str(path)
     if media_dir is None:
@@ -123,32 +146,21 @@ def _check_decodes(data: bytes, what: str) -> str:
         ) from None
 
 
-def _pil(ref: Any, what: str):
+def _pil(ref: Any, what: str, allowed: Sequence[Path] = ()):
     """A request's image as a PIL image in RGB (chat messages, embeddings in chat form)."""
     from PIL import Image
 
     if not isinstance(ref, str):
         raise RequestError(400, f"{what}: image_url.url must be a string")
-    if ref.startswith(("http://", "https://")):
-        raise RequestError(
-            400, f"{what}: the server fetches no network URLs; send base64 or a file:// URL"
-        )
-    if ref.startswith("file://") or ref.startswith("/"):
-        p = Path(unquote(urlparse(ref).path) if ref.startswith("file://") else ref)
-        if not p.is_file():
-            raise RequestError(400, f"{what}: {p} is not a file on the server")
-        data = p.read_bytes()
-    else:
-        try:
-            data = base64.b64decode(ref.split(",", 1)[1] if ref.startswith("data:") else ref)
-        except (binascii.Error, ValueError, IndexError) as e:
-            raise RequestError(400, f"{what}: not valid base64 ({e})") from None
+    _, data = _image_bytes(ref, what, allowed)
     _check_decodes(data, what)
     with Image.open(io.BytesIO(data)) as im:
         return im.convert("RGB")
 
 
-def openai_to_hf(messages: Any, what: str = "messages") -> tuple[list[dict], list]:
+def openai_to_hf(
+    messages: Any, what: str = "messages", allowed: Sequence[Path] = ()
+) -> tuple[list[dict], list]:
     """OpenAI chat messages -> HF content-part messages (image parts bare) and their images."""
     if not isinstance(messages, list) or not messages:
         raise RequestError(400, f"{what}: give a non-empty list of chat messages")
@@ -171,7 +183,7 @@ def openai_to_hf(messages: Any, what: str = "messages") -> tuple[list[dict], lis
             elif kind in ("image_url", "image"):
                 url = part.get("image_url", part.get("image"))
                 url = url.get("url") if isinstance(url, Mapping) else url
-                images.append(_pil(url, where))
+                images.append(_pil(url, where, allowed))
                 parts.append({"type": "image"})
             else:
                 raise RequestError(400, f"{where}: a part is text or image_url, got {part!r:.80}")
@@ -204,6 +216,7 @@ class Service:
 
         self.cfg = cfg
         self.limits = limits or Limits()
+        self.allowed = tuple(Path(a).resolve() for a in self.limits.allowed_local_media)
         self.batch_wait_s = batch_wait_s
         self.max_batch = max(1, max_batch)
         self.names = {r: n for r, n in names.items() if paths.get(r) is not None}
@@ -352,7 +365,7 @@ class Service:
                     400, f"{what}.frames: {len(frames)} frames; at most {self.limits.max_frames}"
                 )
             paths = tuple(
-                decode_image_ref(f, f"{what}.frames[{k}]", self.media_dir)
+                decode_image_ref(f, f"{what}.frames[{k}]", self.media_dir, self.allowed)
                 for k, f in enumerate(frames)
             )
             return Item(modality="video", inst=inst, text=text, frames=paths), role
@@ -360,7 +373,7 @@ class Service:
             modality = entry.get("modality", "image")
             if modality not in ("image", "document"):
                 raise RequestError(400, f"{what}.modality: 'image' or 'document' for an image")
-            path = decode_image_ref(image, f"{what}.image", self.media_dir)
+            path = decode_image_ref(image, f"{what}.image", self.media_dir, self.allowed)
             return Item(modality=modality, inst=inst, text=text, image=path), role
         if not text and not inst:
             raise RequestError(400, f"{what}: empty item (no text, image or frames)")
@@ -369,7 +382,7 @@ class Service:
     def embed_messages(self, body: Mapping[str, Any], timeout: float | None = None) -> dict:
         """``/v1/embeddings`` in vLLM's chat form: render with the request's (or the server's,
         or the model's) chat template, pool the last token, L2-normalise."""
-        msgs, images = openai_to_hf(body.get("messages"))
+        msgs, images = openai_to_hf(body.get("messages"), allowed=self.allowed)
         template = body.get("chat_template") or self.chat_template
         agp = body.get("add_generation_prompt", False)
         cont = body.get("continue_final_message", False)
@@ -412,7 +425,7 @@ class Service:
         """``/v1/chat/completions`` with the Reasoner or the Discriminator."""
         name = body.get("model")
         self.model_role(name, "chat/completions", ("reasoner", "discriminator"))
-        msgs, images = openai_to_hf(body.get("messages"))
+        msgs, images = openai_to_hf(body.get("messages"), allowed=self.allowed)
         max_tokens = body.get("max_tokens", body.get("max_completion_tokens", 256))
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
             raise RequestError(400, f"max_tokens: a positive integer, got {max_tokens!r}")
