@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import pandas as pd
 import torch
 
-from tests.fixtures.tiny_run import SMALL_TINY
+from tests.fixtures.tiny_run import SMALL_TINY, build_stages
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,22 +71,9 @@ def config(seed: int = SEED, overrides: dict | None = None):
 
 def build(root: Path, seed: int = SEED) -> SimpleNamespace:
     """Base models, synthetic pairs, oracle T-CoTs, relevance filter, split."""
-    from ume.annotate.stage import annotate_pairs, filter_pairs, split_pairs
-    from ume.data.stage import prepare_pairs
-    from ume.models.stage import build_base_models
-
     cfg = config(seed)
     root = Path(root)
-    build_base_models(cfg, root / "models/base", ("embedder", "reasoner"))
-    prepare_pairs(cfg, root / "data")
-    annotate_pairs(cfg, root / "data/pairs.parquet", root / "annotate/tcot.parquet")
-    filter_pairs(cfg, root / "annotate/tcot.parquet", root / "filter/filtered.parquet")
-    split_pairs(
-        cfg,
-        root / "filter/filtered.parquet",
-        root / "split/contrastive.parquet",
-        root / "split/rl.parquet",
-    )
+    build_stages(cfg, root, ("embedder", "reasoner"))
     return SimpleNamespace(
         cfg=cfg,
         seed=seed,
